@@ -1,0 +1,1 @@
+"""Naboom NeighborNet: signed panic alerts from the field to the control room."""

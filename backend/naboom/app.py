@@ -1,0 +1,166 @@
+"""``create_app``: routes, plugins, the error mapping and the lifespan in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+from http import HTTPStatus
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.base import ChannelsBackend
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.channels.backends.redis import RedisChannelsStreamBackend
+from litestar.config.cors import CORSConfig
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
+from litestar.middleware.base import DefineMiddleware
+from redis.asyncio import Redis
+
+from naboom.db.config import database_config
+from naboom.devices.controller import DeviceController
+from naboom.errors import NaboomError
+from naboom.incidents.controller import IncidentController
+from naboom.ingest.controller import IngestAdminController, SubmitController
+from naboom.ingest.embedded_broker import embedded_broker
+from naboom.ingest.mqtt import MqttIngest
+from naboom.ingest.pipeline import IngestPipeline
+from naboom.ingest.service import IngestPolicy, IngestService
+from naboom.realtime.controller import alerts_socket, stream
+from naboom.realtime.feed import EventIds, LiveFeed, MemoryEventIds, RedisEventIds
+from naboom.settings import Settings, get_settings
+from naboom.users.auth import TokenAuthMiddleware, TokenCodec
+from naboom.users.controller import AuthController
+
+log = logging.getLogger(__name__)
+
+# Paths anyone may reach; everything else needs a token.
+PUBLIC_PATHS = ["^/api/auth/login$", "^/panic/api/submit$", "^/schema", "^/monitoring/", "^/monitor"]
+
+
+def _problem(exc: NaboomError) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=exc.status_code, title=exc.title, detail=exc.detail, extra=exc.extra or None
+    )
+
+
+def _http_problem(exc: HTTPException) -> ProblemDetailsException:
+    extra: dict[str, Any] | None = None
+    if isinstance(exc, ValidationException) and exc.extra:
+        extra = {"errors": exc.extra}
+    return ProblemDetailsException(
+        status_code=exc.status_code,
+        title=HTTPStatus(exc.status_code).phrase,
+        detail=exc.detail,
+        headers=exc.headers,
+        extra=extra,
+    )
+
+
+def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response(
+        {"status": 500, "title": "Internal Server Error", "detail": "an unexpected error was logged; try again"},
+        status_code=500,
+        media_type="application/problem+json",
+    )
+
+
+@get("/monitoring/health/", tags=["ops"], exclude_from_auth=True)
+async def health(request: Request) -> Response[dict[str, Any]]:
+    """Liveness of the parts this process owns (extended by the operations issue)."""
+    ingest: MqttIngest | None = request.app.state.mqtt
+    mqtt_ok = ingest is None or ingest.connected.is_set()
+    body = {"status": "ok" if mqtt_ok else "degraded", "mqtt": {"connected": mqtt_ok}}
+    return Response(body, status_code=200 if mqtt_ok else 503)
+
+
+def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> Litestar:
+    """The whole API; ``run_ingest`` also starts the MQTT ingest (and the embedded broker by default)."""
+    settings = settings or get_settings()
+    db = database_config(settings)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    backend: ChannelsBackend
+    ids: EventIds
+    if redis is not None:
+        backend = RedisChannelsStreamBackend(
+            history=settings.stream_history, redis=redis, stream_ttl=24 * 3600, key_prefix="naboom:live"
+        )
+        ids = RedisEventIds(redis)
+    else:
+        backend = MemoryChannelsBackend(history=settings.stream_history)
+        ids = MemoryEventIds()
+    channels = ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=10_000)
+    feed = LiveFeed(channels, ids, settings.stream_history)
+    policy = IngestPolicy(
+        dedup_window=timedelta(seconds=settings.dedup_window_seconds),
+        future_skew=timedelta(seconds=settings.future_skew_seconds),
+        rejection_log_max_rows=settings.rejection_log_max_rows,
+    )
+    pipeline = IngestPipeline(db.get_session, IngestService(policy), feed)
+    mqtt = MqttIngest(settings, pipeline) if run_ingest else None
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if redis is not None:
+                stack.push_async_callback(redis.aclose)
+            if mqtt is not None:
+                if settings.embedded_mqtt:
+                    await stack.enter_async_context(embedded_broker(settings))
+                task = asyncio.create_task(mqtt.run(), name="mqtt-ingest")
+                stack.push_async_callback(_cancel, task)
+            yield
+
+    return Litestar(
+        route_handlers=[
+            AuthController,
+            IncidentController,
+            DeviceController,
+            SubmitController,
+            IngestAdminController,
+            stream,
+            alerts_socket,
+            health,
+        ],
+        plugins=[
+            SQLAlchemyPlugin(config=db),
+            channels,
+            ProblemDetailsPlugin(
+                ProblemDetailsConfig(
+                    exception_to_problem_detail_map={NaboomError: _problem, HTTPException: _http_problem}
+                )
+            ),
+        ],
+        middleware=[DefineMiddleware(TokenAuthMiddleware, exclude=PUBLIC_PATHS)],
+        exception_handlers={Exception: _internal_error},
+        cors_config=CORSConfig(allow_origins=list(settings.allowed_origins), allow_credentials=True),
+        openapi_config=OpenAPIConfig(
+            title="Naboom NeighborNet",
+            version="0.1.0",
+            path="/schema",
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+            ),
+            security=[{"bearer": []}],
+        ),
+        lifespan=[lifespan],
+        state=State(
+            {"settings": settings, "tokens": TokenCodec(settings), "feed": feed, "ingest": pipeline, "mqtt": mqtt}
+        ),
+    )
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

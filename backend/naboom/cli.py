@@ -1,0 +1,209 @@
+"""The ``naboom`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from naboom.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+DEMO_REGION = "ZA-LP"
+DEMO_USER = "demo"
+DEMO_DEVICE = "demo-button-1"
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _with_session(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(session)`` in one transaction, committed at the end."""
+    from naboom.db.config import database_config
+
+    async def run() -> T:
+        config = database_config(get_settings())
+        try:
+            async with config.get_session() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await config.get_engine().dispose()
+
+    return asyncio.run(run())
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """Naboom NeighborNet: panic alerts from the field to the control room."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    from naboom.db.config import database_config, upgrade
+
+    upgrade(database_config(get_settings()))
+    click.echo("database is up to date")
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from naboom.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+    )
+
+
+@main.command()
+def serve() -> None:
+    """Run the API and the MQTT ingest (production)."""
+    settings = get_settings()
+    _logging(settings)
+    _serve(settings)
+
+
+@main.command()
+def dev() -> None:
+    """Everything in one process on embedded defaults; creates a demo login and device."""
+    from naboom.db.config import database_config, upgrade
+
+    settings = get_settings()
+    _logging(settings)
+    upgrade(database_config(settings))
+    demo = _demo_credentials(settings)
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    target = settings.mqtt_target
+    click.echo(
+        "\n".join(
+            [
+                "",
+                "Naboom NeighborNet (development, embedded defaults)",
+                f"  API        {base}/api/   (OpenAPI: {base}/schema)",
+                f"  Live feed  {base}/panic/api/stream?region={DEMO_REGION}",
+                f"  Monitor    {base}/monitor/",
+                f"  MQTT       mqtt://{target.host}:{target.port}  ws://{target.host}:{settings.embedded_mqtt_ws_port}",
+                f"  Database   {settings.database_url}",
+                f"  Login      {demo['username']} / {demo['password']}  (operator of {DEMO_REGION})",
+                f"  Device     {json.dumps(demo['device'])}",
+                "",
+            ]
+        )
+    )
+    _serve(settings)
+
+
+def _demo_credentials(settings: Settings) -> dict[str, Any]:
+    """Create the demo operator and device once; their credentials live in ``var/demo.json``."""
+    import secrets
+    from datetime import timedelta
+
+    path = settings.var_dir / "demo.json"
+    if path.exists():
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    from naboom.devices.schemas import DeviceCreate
+    from naboom.devices.service import DeviceService
+    from naboom.users.service import OperatorService
+
+    password = secrets.token_urlsafe(9)
+
+    async def work(session: Any) -> dict[str, Any]:
+        users = OperatorService(session=session)
+        if not await users.repository.exists(username=DEMO_USER):
+            await users.create_user(DEMO_USER, password, "operator", [DEMO_REGION])
+        devices = DeviceService(session=session)
+        if await devices.repository.exists(pid=DEMO_DEVICE):
+            credentials = await devices.rotate(DEMO_DEVICE, grace=timedelta(0))
+        else:
+            credentials = await devices.create_device(DeviceCreate(pid=DEMO_DEVICE, region=DEMO_REGION, label="Demo"))
+        return {"username": DEMO_USER, "password": password, "device": msgspec.to_builtins(credentials)}
+
+    demo = _with_session(work)
+    path.write_text(json.dumps(demo))
+    path.chmod(0o600)
+    return demo
+
+
+@main.group()
+def user() -> None:
+    """Manage control-room users."""
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "operator", "viewer"]), required=True)
+@click.option("--region", "regions", multiple=True, help="A region this user sees (repeat for several).")
+@click.option("--password", help="Read from standard input when not given.")
+def user_create(name: str, role: str, regions: tuple[str, ...], password: str | None) -> None:
+    """Create a user; the password comes from --password or stdin."""
+    from naboom.errors import NaboomError
+    from naboom.users.service import OperatorService
+
+    if password is None:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        created = _with_session(lambda s: OperatorService(session=s).create_user(name, password, role, regions))
+    except NaboomError as exc:
+        _fail(exc)
+    click.echo(msgspec.json.encode(created).decode())
+
+
+@main.group()
+def device() -> None:
+    """Manage field devices and their keys."""
+
+
+@device.command("create")
+@click.argument("pid")
+@click.option("--region", required=True)
+@click.option("--label")
+def device_create(pid: str, region: str, label: str | None) -> None:
+    """Register a device; prints {"pid","kid","secret"} (the secret is shown only here)."""
+    from naboom.devices.schemas import DeviceCreate
+    from naboom.devices.service import DeviceService
+    from naboom.errors import NaboomError
+
+    try:
+        data = msgspec.convert({"pid": pid, "region": region, "label": label}, DeviceCreate)
+        credentials = _with_session(lambda s: DeviceService(session=s).create_device(data))
+    except (NaboomError, msgspec.ValidationError) as exc:
+        _fail(exc)
+    click.echo(msgspec.json.encode(credentials).decode())
+
+
+@device.command("rotate")
+@click.argument("pid")
+def device_rotate(pid: str) -> None:
+    """A new key, printed like ``create``; the old key stays valid for the grace period."""
+    from datetime import timedelta
+
+    from naboom.devices.service import DeviceService
+    from naboom.errors import NaboomError
+
+    grace = timedelta(seconds=get_settings().key_grace_seconds)
+    try:
+        credentials = _with_session(lambda s: DeviceService(session=s).rotate(pid, grace))
+    except NaboomError as exc:
+        _fail(exc)
+    click.echo(msgspec.json.encode(credentials).decode())

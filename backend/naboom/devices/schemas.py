@@ -1,0 +1,50 @@
+"""Device schemas: clients never set ids, kids or secrets."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from naboom.schemas import Schema
+
+Region = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class DeviceCreate(Schema):
+    """What an admin may say about a new device."""
+
+    pid: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    region: Region
+    label: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class DeviceCredentials(Schema):
+    """The only time a secret leaves the system: at creation and rotation."""
+
+    pid: str
+    kid: int
+    secret: str
+
+
+class KeyOut(Schema):
+    """A key without its secret."""
+
+    kid: int
+    state: str
+    grace_until: datetime | None
+    created_at: datetime
+
+
+class DeviceOut(Schema):
+    """A device as admins see it."""
+
+    id: uuid.UUID
+    pid: str
+    region: str
+    label: str | None
+    active: bool
+    last_seen_at: datetime | None
+    keys: list[KeyOut]

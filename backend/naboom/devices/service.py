@@ -1,0 +1,82 @@
+"""Devices and their keys: create, rotate, list."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from sqlalchemy import func, select
+
+from naboom.db import models as m
+from naboom.devices.schemas import DeviceCreate, DeviceCredentials, DeviceOut, KeyOut
+from naboom.errors import ConflictError, NotFoundError
+from naboom.schemas import Page
+
+SECRET_BYTES = 32
+
+
+def new_secret() -> str:
+    """32 random bytes, base64 as devices expect."""
+    return base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def device_out(device: m.Device) -> DeviceOut:
+    """A device without secrets."""
+    return DeviceOut(
+        id=device.id,
+        pid=device.pid,
+        region=device.region,
+        label=device.label,
+        active=device.active,
+        last_seen_at=device.last_seen_at,
+        keys=[KeyOut(kid=k.kid, state=k.state, grace_until=k.grace_until, created_at=k.created_at) for k in device.keys],
+    )
+
+
+class DeviceService(SQLAlchemyAsyncRepositoryService[m.Device]):
+    """The fleet of panic buttons."""
+
+    class Repo(SQLAlchemyAsyncRepository[m.Device]):
+        model_type = m.Device
+
+    repository_type = Repo
+
+    async def create_device(self, data: DeviceCreate) -> DeviceCredentials:
+        """Register a device with its first key (kid 1)."""
+        if await self.repository.exists(pid=data.pid):
+            raise ConflictError(f"device {data.pid!r} already exists")
+        secret = new_secret()
+        device = m.Device(pid=data.pid, region=data.region, label=data.label, active=True)
+        device.keys = [m.DeviceKey(kid=1, secret=secret, state=m.KeyState.CURRENT)]
+        await self.repository.add(device)
+        return DeviceCredentials(pid=data.pid, kid=1, secret=secret)
+
+    async def rotate(self, pid: str, grace: timedelta, now: datetime | None = None) -> DeviceCredentials:
+        """A new current key; the old current key verifies until ``grace`` has passed."""
+        now = now or datetime.now(UTC)
+        device = await self._get(pid)
+        for key in device.keys:
+            if key.state == m.KeyState.CURRENT:
+                key.state = m.KeyState.GRACE
+                key.grace_until = now + grace
+        kid = max((k.kid for k in device.keys), default=0) + 1
+        secret = new_secret()
+        device.keys.append(m.DeviceKey(kid=kid, secret=secret, state=m.KeyState.CURRENT))
+        await self.repository.session.flush()
+        return DeviceCredentials(pid=pid, kid=kid, secret=secret)
+
+    async def page(self, limit: int, offset: int) -> Page[DeviceOut]:
+        """Devices ordered by pid."""
+        session = self.repository.session
+        total = await session.scalar(select(func.count()).select_from(m.Device)) or 0
+        rows = await session.scalars(select(m.Device).order_by(m.Device.pid).limit(limit).offset(offset))
+        return Page(items=[device_out(d) for d in rows], total=total, limit=limit, offset=offset)
+
+    async def _get(self, pid: str) -> m.Device:
+        device = await self.repository.get_one_or_none(pid=pid)
+        if device is None:
+            raise NotFoundError(f"no device {pid!r}")
+        return device

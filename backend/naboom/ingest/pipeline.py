@@ -1,0 +1,44 @@
+"""Store, then tell: the boundary both transports share (commit here, broadcast after)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from naboom.db import models as m
+from naboom.incidents.schemas import IncidentOut
+from naboom.ingest.schemas import Envelope, Outcome
+from naboom.ingest.service import IngestService
+from naboom.realtime.feed import LiveFeed
+
+log = logging.getLogger(__name__)
+
+SessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
+class IngestPipeline:
+    """One transaction per batch; broadcasts only what is committed."""
+
+    def __init__(self, sessions: SessionFactory, service: IngestService, feed: LiveFeed) -> None:
+        self.sessions = sessions
+        self.service = service
+        self.feed = feed
+        self._batches = 0
+
+    async def store(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], list[m.Incident]]:
+        """Decide and commit a batch; returns outcomes and the new incidents."""
+        async with self.sessions() as session:
+            outcomes, incidents = await self.service.process(session, envelopes)
+            self._batches += 1
+            if self._batches % 100 == 0:
+                await self.service.trim_rejection_log(session)
+            await session.commit()
+        return outcomes, incidents
+
+    async def announce(self, incidents: Sequence[m.Incident]) -> None:
+        """Broadcast ``incident.created`` for committed incidents."""
+        for incident in incidents:
+            await self.feed.publish(incident.region, "incident.created", IncidentOut.from_model(incident).event_data())

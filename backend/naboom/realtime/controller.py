@@ -1,0 +1,106 @@
+"""Live events for operators: Server-Sent Events and WebSockets, one region per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Annotated
+
+from litestar import Request, WebSocket, get, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from naboom.errors import NaboomError, NotFoundError
+from naboom.realtime.feed import LiveEvent, LiveFeed
+from naboom.settings import Settings
+from naboom.users.auth import Principal
+
+_RESET = b'{"type":"stream.reset","detail":"events were missed beyond the replay history; reload the incident list"}'
+
+
+def _sse_frame(event: LiveEvent) -> bytes:
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.event_id, event.type.encode(), event.json)
+
+
+def _parse_last_id(*values: str | None) -> int | None:
+    for value in values:
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                raise NaboomError(f"Last-Event-ID must be an integer event id, got {value!r}") from None
+    return None
+
+
+def _check_region(principal: Principal, region: str) -> None:
+    if not principal.can_see(region):
+        raise NotFoundError(f"no live feed for region {region!r}")
+
+
+@get("/panic/api/stream", tags=["live"], media_type="text/event-stream")
+async def stream(
+    request: Request[Principal, str, object],
+    region: Annotated[str, Parameter(min_length=1, max_length=32, description="Region code, e.g. ZA-LP")],
+    last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Parameter(query="lastEventId")] = None,
+) -> Stream:
+    """Server-Sent Events of one region; reconnect with ``Last-Event-ID`` to receive what was missed."""
+    _check_region(request.user, region)
+    after = _parse_last_id(last_event_id_header, last_event_id)
+    feed: LiveFeed = request.app.state.feed
+    settings: Settings = request.app.state.settings
+
+    async def frames() -> AsyncGenerator[bytes, None]:
+        async with feed.subscribe(region, after) as replay:
+            yield b"retry: 3000\n: connected\n\n"
+            if replay.gap:
+                yield b"event: stream.reset\ndata: %s\n\n" % _RESET
+            async for event in replay.events(settings.sse_heartbeat_seconds):
+                yield b": keep-alive\n\n" if event is None else _sse_frame(event)
+
+    return Stream(
+        frames(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@websocket("/ws/alerts/{region:str}/", tags=["live"])
+async def alerts_socket(socket: WebSocket[Principal, str, object], region: str) -> None:
+    """The same events over a WebSocket; ``?last_event_id=`` replays like SSE."""
+    settings: Settings = socket.app.state.settings
+    origin = socket.headers.get("origin")
+    if origin is not None and origin not in settings.allowed_origins:
+        await socket.close(code=1008, reason="origin not allowed")
+        return
+    if not socket.user.can_see(region):
+        await socket.close(code=4404, reason="no live feed for this region")
+        return
+    after = _parse_last_id(socket.query_params.get("last_event_id"))
+    feed: LiveFeed = socket.app.state.feed
+    await socket.accept()
+
+    async def drain_incoming() -> None:
+        # Clients have nothing to say; reading is how a closed socket is noticed.
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await socket.receive_data(mode="text")
+
+    reader = asyncio.create_task(drain_incoming())
+    try:
+        async with feed.subscribe(region, after) as replay:
+            if replay.gap:
+                await socket.send_data(_RESET.decode())
+            async for event in replay.events(settings.sse_heartbeat_seconds):
+                if reader.done():
+                    break
+                if event is not None:
+                    await socket.send_data(event.json.decode())
+    except WebSocketDisconnect:
+        pass
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader

@@ -1,0 +1,152 @@
+"""One Settings object, read from ``NABOOM_*`` environment variables once."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+EMBEDDED_MQTT_HOST = "127.0.0.1"
+EMBEDDED_MQTT_PORT = 1884
+EMBEDDED_MQTT_WS_PORT = 8084
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    """Where the MQTT broker is and how to log in."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> MqttTarget:
+        """Parse ``mqtt://user:pass@host:port`` (``mqtts://`` for TLS)."""
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts", "tcp"}:
+            raise ValueError(f"NABOOM_MQTT_URL must start with mqtt:// or mqtts://, got {parts.scheme!r}")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=parts.username,
+            password=parts.password,
+            tls=tls,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Runtime configuration; unset variables mean the embedded defaults."""
+
+    database_url: str
+    redis_url: str | None
+    mqtt_url: str | None
+    http_host: str
+    http_port: int
+    secret_key: str = field(repr=False)
+    allowed_origins: tuple[str, ...]
+    var_dir: Path
+    mqtt_client_id: str
+    mqtt_share_group: str | None
+    mqtt_topic_prefix: str
+    mqtt_batch_size: int
+    embedded_mqtt_port: int
+    embedded_mqtt_ws_port: int
+    dedup_window_seconds: int
+    future_skew_seconds: int
+    key_grace_seconds: int
+    token_ttl_seconds: int
+    stream_history: int
+    sse_heartbeat_seconds: float
+    rejection_log_max_rows: int
+    sms_provider: str
+    clickatell_api_key: str | None = field(repr=False)
+    log_level: str
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when running on the SQLite default."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded_mqtt(self) -> bool:
+        """True when the app starts its own MQTT broker."""
+        return self.mqtt_url is None
+
+    @property
+    def mqtt_target(self) -> MqttTarget:
+        """The broker the ingest connects to."""
+        if self.mqtt_url is None:
+            return MqttTarget(host=EMBEDDED_MQTT_HOST, port=self.embedded_mqtt_port, username="naboom-ingest")
+        return MqttTarget.from_url(self.mqtt_url)
+
+    @property
+    def ingest_topic(self) -> str:
+        """The subscription filter, shared when a share group is set."""
+        topic = f"{self.mqtt_topic_prefix}/+"
+        return f"$share/{self.mqtt_share_group}/{topic}" if self.mqtt_share_group else topic
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``NABOOM_*`` variable; the only place that looks at the environment."""
+        env = os.environ if env is None else env
+        var_dir = Path(env.get("NABOOM_VAR_DIR", "var")).resolve()
+        secret_key = env.get("NABOOM_SECRET_KEY") or _dev_secret(var_dir)
+        http_port = int(env.get("NABOOM_HTTP_PORT", "8000"))
+        default_origins = f"http://127.0.0.1:{http_port},http://localhost:{http_port}"
+        return cls(
+            database_url=env.get("NABOOM_DATABASE_URL") or f"sqlite+aiosqlite:///{var_dir / 'naboom.sqlite3'}",
+            redis_url=env.get("NABOOM_REDIS_URL") or None,
+            mqtt_url=env.get("NABOOM_MQTT_URL") or None,
+            http_host=env.get("NABOOM_HTTP_HOST", "127.0.0.1"),
+            http_port=http_port,
+            secret_key=secret_key,
+            allowed_origins=_split(env.get("NABOOM_ALLOWED_ORIGINS", default_origins)),
+            var_dir=var_dir,
+            mqtt_client_id=env.get("NABOOM_MQTT_CLIENT_ID") or f"naboom-ingest-{socket.gethostname()}",
+            mqtt_share_group=env.get("NABOOM_MQTT_SHARE_GROUP") or None,
+            mqtt_topic_prefix=env.get("NABOOM_MQTT_TOPIC_PREFIX", "panic/ingest"),
+            mqtt_batch_size=int(env.get("NABOOM_MQTT_BATCH_SIZE", "200")),
+            embedded_mqtt_port=int(env.get("NABOOM_EMBEDDED_MQTT_PORT", str(EMBEDDED_MQTT_PORT))),
+            embedded_mqtt_ws_port=int(env.get("NABOOM_EMBEDDED_MQTT_WS_PORT", str(EMBEDDED_MQTT_WS_PORT))),
+            dedup_window_seconds=int(env.get("NABOOM_DEDUP_WINDOW_SECONDS", str(7 * 24 * 3600))),
+            future_skew_seconds=int(env.get("NABOOM_FUTURE_SKEW_SECONDS", "300")),
+            key_grace_seconds=int(env.get("NABOOM_KEY_GRACE_SECONDS", str(7 * 24 * 3600))),
+            token_ttl_seconds=int(env.get("NABOOM_TOKEN_TTL_SECONDS", str(12 * 3600))),
+            stream_history=int(env.get("NABOOM_STREAM_HISTORY", "500")),
+            sse_heartbeat_seconds=float(env.get("NABOOM_SSE_HEARTBEAT_SECONDS", "15")),
+            rejection_log_max_rows=int(env.get("NABOOM_REJECTION_LOG_MAX_ROWS", "10000")),
+            sms_provider=env.get("NABOOM_SMS_PROVIDER", "console"),
+            clickatell_api_key=env.get("NABOOM_CLICKATELL_API_KEY") or None,
+            log_level=env.get("NABOOM_LOG_LEVEL", "INFO"),
+        )
+
+
+def _dev_secret(var_dir: Path) -> str:
+    """A per-installation random key kept under ``var/`` when none is configured."""
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return Settings.from_env()
