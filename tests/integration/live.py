@@ -1,0 +1,96 @@
+"""Clients of the live feed for tests: SSE and WebSocket, collecting events in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import websockets
+
+
+@dataclass
+class SseClient:
+    """Reads ``/panic/api/stream`` and keeps every event with its id."""
+
+    base_url: str
+    token: str
+    region: str
+    last_event_id: int | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    status: int | None = None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if self.last_event_id is not None:
+            headers["Last-Event-ID"] = str(self.last_event_id)
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=None) as client:
+            async with client.stream(
+                "GET", "/panic/api/stream", params={"region": self.region}, headers=headers
+            ) as response:
+                self.status = response.status_code
+                if response.status_code != 200:
+                    self.connected.set()
+                    return
+                frame: dict[str, str] = {}
+                async for line in response.aiter_lines():
+                    if line.startswith(": connected"):
+                        self.connected.set()
+                    elif line == "":
+                        if "data" in frame:
+                            self.events.append(
+                                {"id": int(frame["id"]) if "id" in frame else None, "event": frame.get("event"),
+                                 "data": json.loads(frame["data"])}
+                            )
+                        frame = {}
+                    elif not line.startswith(":"):
+                        key, _, value = line.partition(":")
+                        frame[key] = value.lstrip()
+
+    async def __aenter__(self) -> SseClient:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.connected.wait(), 20)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    def incidents(self, type_: str = "incident.created") -> list[dict[str, Any]]:
+        """The data of every event of ``type_``."""
+        return [e["data"] for e in self.events if e["event"] == type_]
+
+
+@dataclass
+class WsClient:
+    """Reads ``/ws/alerts/{region}/`` and keeps every message."""
+
+    base_url: str
+    token: str
+    region: str
+    origin: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+    _ws: Any = None
+
+    async def __aenter__(self) -> WsClient:
+        url = self.base_url.replace("http://", "ws://") + f"/ws/alerts/{self.region}/?token={self.token}"
+        headers = {"Origin": self.origin} if self.origin else None
+        self._ws = await websockets.connect(url, additional_headers=headers, open_timeout=20)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        async for message in self._ws:
+            self.events.append(json.loads(message))
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._ws.close()

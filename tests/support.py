@@ -1,0 +1,246 @@
+"""Test helpers: real processes, real brokers, waiting on conditions (never on time)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from naboom.ingest.signing import signed_payload
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+NABOOM = str(Path(sys.executable).parent / "naboom")
+PG_ADMIN_URL = os.environ.get("NABOOM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("NABOOM_TEST_REDIS", "redis://127.0.0.1:6379/9")
+MQTT_HOST, MQTT_PORT = "127.0.0.1", int(os.environ.get("NABOOM_TEST_MQTT_PORT", "1883"))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(check: Callable[[], Awaitable[T | None]], timeout: float = 20.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def wait_for_sync(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
+    """The blocking twin of :func:`wait_for`, for fixtures."""
+    return asyncio.run(wait_for(_async(check), timeout, what))
+
+
+def _async(fn: Callable[[], T | None]) -> Callable[[], Awaitable[T | None]]:
+    async def run() -> T | None:
+        return fn()
+
+    return run
+
+
+def create_database() -> str:
+    """A fresh, migrated PostgreSQL database; returns its asyncpg URL."""
+    name = f"naboom_test_{uuid.uuid4().hex[:12]}"
+    subprocess.run(["psql", PG_ADMIN_URL, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/{name}"
+
+
+def drop_database(url: str) -> None:
+    """Remove a database made by :func:`create_database`."""
+    name = url.rsplit("/", 1)[1]
+    subprocess.run(["psql", PG_ADMIN_URL, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
+
+
+def psql(url: str, sql: str) -> str:
+    """Run SQL against a test database and return psql's unaligned output."""
+    plain = url.replace("postgresql+asyncpg://", "postgresql://")
+    out = subprocess.run(["psql", plain, "-tAc", sql], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+@dataclass
+class Stack:
+    """Environment for one product installation under test (database, Redis, MQTT, ports)."""
+
+    var_dir: Path
+    database_url: str | None
+    redis_url: str | None
+    mqtt_url: str | None
+    http_port: int = field(default_factory=free_port)
+    client_id: str = field(default_factory=lambda: f"naboom-test-{uuid.uuid4().hex[:8]}")
+    embedded_mqtt_port: int = field(default_factory=free_port)
+    embedded_mqtt_ws_port: int = field(default_factory=free_port)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def mqtt_address(self) -> tuple[str, int]:
+        if self.mqtt_url is None:
+            return "127.0.0.1", self.embedded_mqtt_port
+        return MQTT_HOST, MQTT_PORT
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NABOOM_")}
+        env.update(
+            {
+                "NABOOM_VAR_DIR": str(self.var_dir),
+                "NABOOM_SECRET_KEY": "test-secret-key-" + self.client_id,
+                "NABOOM_HTTP_PORT": str(self.http_port),
+                "NABOOM_MQTT_CLIENT_ID": self.client_id,
+                "NABOOM_EMBEDDED_MQTT_PORT": str(self.embedded_mqtt_port),
+                "NABOOM_EMBEDDED_MQTT_WS_PORT": str(self.embedded_mqtt_ws_port),
+                "NABOOM_SSE_HEARTBEAT_SECONDS": "1",
+                "NABOOM_LOG_LEVEL": "INFO",
+            }
+        )
+        for key, value in (
+            ("NABOOM_DATABASE_URL", self.database_url),
+            ("NABOOM_REDIS_URL", self.redis_url),
+            ("NABOOM_MQTT_URL", self.mqtt_url),
+        ):
+            if value:
+                env[key] = value
+        env.update(self.extra)
+        return env
+
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        """Run ``naboom ARGS`` against this stack; returns stdout."""
+        out = subprocess.run(
+            [NABOOM, *args], env=self.env(), input=stdin, capture_output=True, text=True, timeout=120
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"naboom {' '.join(args)} failed: {out.stderr}")
+        return out.stdout
+
+    def create_device(self, pid: str, region: str) -> dict[str, Any]:
+        return json.loads(self.cli("device", "create", pid, "--region", region))
+
+    def rotate_device(self, pid: str) -> dict[str, Any]:
+        return json.loads(self.cli("device", "rotate", pid))
+
+    def create_user(self, name: str, role: str, *regions: str, password: str = "correct-horse-1") -> str:
+        args = ["user", "create", name, "--role", role]
+        for region in regions:
+            args += ["--region", region]
+        self.cli(*args, stdin=password + "\n")
+        return password
+
+    def login(self, name: str, password: str = "correct-horse-1") -> str:
+        r = httpx.post(f"{self.base_url}/api/auth/login", json={"username": name, "password": password})
+        r.raise_for_status()
+        return str(r.json()["token"])
+
+    def get(self, path: str, token: str, **params: Any) -> Any:
+        r = httpx.get(f"{self.base_url}{path}", params=params, headers={"Authorization": f"Bearer {token}"})
+        r.raise_for_status()
+        return r.json()
+
+
+class Server:
+    """``naboom serve`` as a real child process."""
+
+    def __init__(self, stack: Stack, log_path: Path) -> None:
+        self.stack = stack
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_mqtt: bool = True) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([NABOOM, "serve"], env=self.stack.env(), stdout=log, stderr=subprocess.STDOUT)
+
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"naboom serve exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                r = httpx.get(f"{self.stack.base_url}/monitoring/health/", timeout=1)
+            except httpx.HTTPError:
+                return False
+            return r.status_code == 200 or not wait_mqtt
+
+        wait_for_sync(healthy, timeout=60, what="naboom serve to become healthy")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+
+def sos(credentials: dict[str, Any], nonce: str | int | None = None, **fields: Any) -> dict[str, Any]:
+    """A signed SOS for a device, fresh ``ts`` and a unique nonce unless given."""
+    payload: dict[str, Any] = {
+        "pid": credentials["pid"],
+        "ts": int(time.time()),
+        "nonce": nonce if nonce is not None else uuid.uuid4().hex,
+        "msg": "SOS",
+        "lat": -24.53,
+        "lng": 28.71,
+        "acc": 12.5,
+        "kid": credentials["kid"],
+    }
+    payload.update(fields)
+    return signed_payload(payload, credentials["secret"])
+
+
+@contextmanager
+def publisher(host: str, port: int) -> Iterator[paho.Client]:
+    """A connected paho client that publishes at QoS 1 and waits for each PUBACK."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-pub-{uuid.uuid4().hex[:8]}")
+    client.max_inflight_messages_set(100)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def publish(client: paho.Client, topic: str, body: bytes | str | dict[str, Any]) -> None:
+    """Publish at QoS 1 and block until the broker has it."""
+    data = json.dumps(body) if isinstance(body, dict) else body
+    info = client.publish(topic, data, qos=1)
+    info.wait_for_publish(timeout=30)
+    assert info.is_published()
+
+
+def drop_mqtt_session(client_id: str, host: str = MQTT_HOST, port: int = MQTT_PORT) -> None:
+    """Remove a persistent session (and its queue) from the broker."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    try:
+        client.connect(host, port)
+        client.disconnect()
+    except OSError:
+        pass
