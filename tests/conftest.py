@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support import REDIS_URL, Server, Stack, create_database, drop_database, drop_mqtt_session
+from tests.support import MQTT_HOST, MQTT_PORT, REDIS_URL, Server, Stack, create_database, drop_database, drop_mqtt_session
 
 VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "signing.json"
 
@@ -34,7 +34,7 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         var_dir=tmp_path_factory.mktemp("var"),
         database_url=url,
         redis_url=REDIS_URL,
-        mqtt_url="mqtt://127.0.0.1:1883",
+        mqtt_url=f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
     )
     stack.cli("migrate")
     yield stack
