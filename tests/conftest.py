@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support import MQTT_HOST, MQTT_PORT, REDIS_URL, Server, Stack, create_database, drop_database, drop_mqtt_session
+from tests.support import (
+    MQTT_HOST,
+    MQTT_PORT,
+    REDIS_URL,
+    Server,
+    Stack,
+    create_database,
+    drop_database,
+    drop_mqtt_session,
+)
 
 VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "signing.json"
 

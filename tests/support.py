@@ -96,6 +96,7 @@ class Stack:
     embedded_mqtt_port: int = field(default_factory=free_port)
     embedded_mqtt_ws_port: int = field(default_factory=free_port)
     extra: dict[str, str] = field(default_factory=dict)
+    secret_key: str = field(default_factory=lambda: f"test-secret-{uuid.uuid4().hex}")
 
     @property
     def base_url(self) -> str:
@@ -112,7 +113,7 @@ class Stack:
         env.update(
             {
                 "NABOOM_VAR_DIR": str(self.var_dir),
-                "NABOOM_SECRET_KEY": "test-secret-key-" + self.client_id,
+                "NABOOM_SECRET_KEY": self.secret_key,
                 "NABOOM_HTTP_PORT": str(self.http_port),
                 "NABOOM_MQTT_CLIENT_ID": self.client_id,
                 "NABOOM_EMBEDDED_MQTT_PORT": str(self.embedded_mqtt_port),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -12,6 +11,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from naboom.logs import configure_logging
 from naboom.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -19,10 +19,6 @@ T = TypeVar("T")
 DEMO_REGION = "ZA-LP"
 DEMO_USER = "demo"
 DEMO_DEVICE = "demo-button-1"
-
-
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _with_session(work: Callable[[Any], Awaitable[T]]) -> T:
@@ -68,6 +64,7 @@ def _serve(settings: Settings) -> None:
 
     uvicorn.run(
         create_app(settings),
+        log_config=configure_logging(settings.log_level),
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
@@ -80,7 +77,6 @@ def _serve(settings: Settings) -> None:
 def serve() -> None:
     """Run the API and the MQTT ingest (production)."""
     settings = get_settings()
-    _logging(settings)
     _serve(settings)
 
 
@@ -90,7 +86,6 @@ def dev() -> None:
     from naboom.db.config import database_config, upgrade
 
     settings = get_settings()
-    _logging(settings)
     upgrade(database_config(settings))
     demo = _demo_credentials(settings)
     base = f"http://{settings.http_host}:{settings.http_port}"

@@ -103,7 +103,13 @@ class Settings:
         """Read every ``NABOOM_*`` variable; the only place that looks at the environment."""
         env = os.environ if env is None else env
         var_dir = Path(env.get("NABOOM_VAR_DIR", "var")).resolve()
-        secret_key = env.get("NABOOM_SECRET_KEY") or _dev_secret(var_dir)
+        secret_key = env.get("NABOOM_SECRET_KEY")
+        if not secret_key:
+            if env.get("NABOOM_DATABASE_URL"):
+                # Several processes share a real database: they must share the key that signs
+                # tokens and encrypts device secrets, so it cannot be made up per machine.
+                raise ValueError("NABOOM_SECRET_KEY must be set when NABOOM_DATABASE_URL is")
+            secret_key = _dev_secret(var_dir)
         http_port = int(env.get("NABOOM_HTTP_PORT", "8000"))
         default_origins = f"http://127.0.0.1:{http_port},http://localhost:{http_port}"
         return cls(

@@ -9,51 +9,75 @@ from typing import Any
 
 import httpx
 import websockets
+from websockets.exceptions import InvalidStatus
 
 
 @dataclass
 class SseClient:
-    """Reads ``/panic/api/stream`` and keeps every event with its id."""
+    """Reads ``/panic/api/stream`` and keeps every event with its id.
+
+    ``token=None`` connects without credentials; ``token_in_query`` sends it as ``?token=`` the
+    way a browser's ``EventSource`` must. A refused stream keeps its ``status``,
+    ``content_type`` and (for problem details) the decoded ``problem``.
+    """
 
     base_url: str
-    token: str
+    token: str | None
     region: str
     last_event_id: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     status: int | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
+    token_in_query: bool = False
+    comments: list[str] = field(default_factory=list)
+    content_type: str | None = None
+    problem: dict[str, Any] | None = None
 
     async def _run(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"}
+        headers: dict[str, str] = {}
+        params = {"region": self.region}
+        if self.token is not None and self.token_in_query:
+            params["token"] = self.token
+        elif self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
         if self.last_event_id is not None:
             headers["Last-Event-ID"] = str(self.last_event_id)
         async with httpx.AsyncClient(base_url=self.base_url, timeout=None) as client:
-            async with client.stream(
-                "GET", "/panic/api/stream", params={"region": self.region}, headers=headers
-            ) as response:
+            async with client.stream("GET", "/panic/api/stream", params=params, headers=headers) as response:
                 self.status = response.status_code
+                self.content_type = response.headers.get("content-type")
                 if response.status_code != 200:
+                    body = await response.aread()
+                    if self.content_type and self.content_type.startswith("application/problem+json"):
+                        self.problem = json.loads(body)
                     self.connected.set()
                     return
                 frame: dict[str, str] = {}
                 async for line in response.aiter_lines():
-                    if line.startswith(": connected"):
-                        self.connected.set()
+                    if line.startswith(":"):
+                        self.comments.append(line)
+                        if line.startswith(": connected"):
+                            self.connected.set()
                     elif line == "":
                         if "data" in frame:
                             self.events.append(
-                                {"id": int(frame["id"]) if "id" in frame else None, "event": frame.get("event"),
-                                 "data": json.loads(frame["data"])}
+                                {
+                                    "id": int(frame["id"]) if "id" in frame else None,
+                                    "event": frame.get("event"),
+                                    "data": json.loads(frame["data"]),
+                                }
                             )
                         frame = {}
-                    elif not line.startswith(":"):
+                    else:
                         key, _, value = line.partition(":")
                         frame[key] = value.lstrip()
 
     async def __aenter__(self) -> SseClient:
         self._task = asyncio.create_task(self._run())
         await asyncio.wait_for(self.connected.wait(), 20)
+        if self._task.done():
+            self._task.result()  # surface a connection error instead of hiding it
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -64,6 +88,10 @@ class SseClient:
     def incidents(self, type_: str = "incident.created") -> list[dict[str, Any]]:
         """The data of every event of ``type_``."""
         return [e["data"] for e in self.events if e["event"] == type_]
+
+    def ids(self) -> list[int]:
+        """The SSE ``id:`` of every event received, in arrival order."""
+        return [e["id"] for e in self.events]
 
 
 @dataclass
@@ -94,3 +122,24 @@ class WsClient:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         await self._ws.close()
+
+    def incidents(self, type_: str = "incident.created") -> list[dict[str, Any]]:
+        """Every message of ``type_``."""
+        return [e for e in self.events if e.get("type") == type_]
+
+
+async def ws_handshake(base_url: str, region: str, *, token: str | None, origin: str | None) -> int:
+    """Open ``/ws/alerts/{region}/`` once: 101 if the server completed the handshake, else its HTTP status.
+
+    An accepted socket is closed again at once; tests that need it to carry events use
+    :class:`WsClient`.
+    """
+    url = base_url.replace("http://", "ws://") + f"/ws/alerts/{region}/"
+    if token is not None:
+        url += f"?token={token}"
+    headers = {"Origin": origin} if origin else None
+    try:
+        async with websockets.connect(url, additional_headers=headers, open_timeout=20):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code

@@ -6,14 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from litestar import Controller, Request, get
-from litestar.params import Parameter
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.incidents.schemas import IncidentDetail, IncidentOut
 from naboom.incidents.service import IncidentService
 from naboom.schemas import Page
-from naboom.users.auth import Principal
+from naboom.users.auth import AuthRequest
 
 
 class IncidentController(Controller):
@@ -25,13 +26,13 @@ class IncidentController(Controller):
     @get("/")
     async def list_incidents(
         self,
-        request: Request[Principal, str, object],
-        db_session: AsyncSession,
-        status: Annotated[list[str] | None, Parameter(description="Only these statuses")] = None,
-        region: Annotated[str | None, Parameter(max_length=32)] = None,
-        since: Annotated[datetime | None, Parameter(description="Received at or after (ISO 8601)")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        request: AuthRequest,
+        db_session: NamedDependency[AsyncSession],
+        status: Annotated[list[str] | None, QueryParameter(description="Only these statuses")] = None,
+        region: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        since: Annotated[datetime | None, QueryParameter(description="Received at or after (ISO 8601)")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> Page[IncidentOut]:
         """Newest first."""
         service = IncidentService(session=db_session)
@@ -41,7 +42,7 @@ class IncidentController(Controller):
 
     @get("/{incident_id:uuid}")
     async def get_incident(
-        self, request: Request[Principal, str, object], db_session: AsyncSession, incident_id: uuid.UUID
+        self, request: AuthRequest, db_session: NamedDependency[AsyncSession], incident_id: FromPath[uuid.UUID]
     ) -> IncidentDetail:
         """One incident and its timeline."""
         return await IncidentService(session=db_session).detail(request.user, incident_id)

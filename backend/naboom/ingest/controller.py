@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 from litestar.response import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,7 +75,7 @@ class IngestAdminController(Controller):
     guards = [admin_only]
 
     @get("/stats")
-    async def stats(self, request: Request, db_session: AsyncSession) -> IngestStats:
+    async def stats(self, request: Request, db_session: NamedDependency[AsyncSession]) -> IngestStats:
         """Counters of this process and the rejection log by reason."""
         pipeline: IngestPipeline = request.app.state.ingest
         return await pipeline.service.stats(db_session)
@@ -82,11 +83,11 @@ class IngestAdminController(Controller):
     @get("/rejections")
     async def rejections(
         self,
-        db_session: AsyncSession,
-        reason: Annotated[str | None, Parameter(max_length=32)] = None,
-        pid: Annotated[str | None, Parameter(max_length=64)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        db_session: NamedDependency[AsyncSession],
+        reason: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        pid: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> Page[Rejection]:
         """Newest first."""
         return await IngestService.rejections(db_session, reason=reason, pid=pid, limit=limit, offset=offset)

@@ -92,10 +92,14 @@ class MqttIngest:
                     backoff.reset()
                     await self._consume(client, acker)
             except (aiomqtt.MqttError, StoreUnavailable) as exc:
-                self.connected.clear()
                 delay = backoff.next_delay()
                 log.warning("ingest disconnected (%s); reconnecting in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+            except Exception:
+                # Unacknowledged messages come back after the reconnect; the loop itself must not die.
+                delay = backoff.next_delay()
+                log.exception("ingest failed unexpectedly; reconnecting in %.1fs", delay)
+            self.connected.clear()
+            await asyncio.sleep(delay)
 
     async def _consume(self, client: aiomqtt.Client, acker: ManualAck) -> None:
         messages = client.messages

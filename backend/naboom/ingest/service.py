@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -132,15 +133,20 @@ def _check_time(payload: SosPayload, now: datetime, policy: IngestPolicy) -> Non
         raise Rejected(Reason.FUTURE_TS, f"ts {ts} is more than {policy.future_skew} in the future", payload.pid)
 
 
+# A "sig" value in text that is not one JSON object (broken JSON, arrays): quoted, possibly cut off, or bare.
+_SIG_IN_TEXT = re.compile(r'("sig"\s*:\s*)(?:"(?:[^"\\]|\\.)*"?|[^,}\]\s]*)')
+
+
 def _excerpt(body: bytes) -> str:
     """A readable slice of a refused payload with any signature removed."""
     try:
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError:
-        return body[:300].decode("utf-8", "replace")
+        return _SIG_IN_TEXT.sub(r'\1"<removed>"', body[:MAX_BODY_BYTES].decode("utf-8", "replace"))[:300]
     if isinstance(raw, dict):
         raw.pop("sig", None)
-    return msgspec.json.encode(raw)[:1000].decode("utf-8", "replace")
+        return msgspec.json.encode(raw)[:1000].decode("utf-8", "replace")
+    return _SIG_IN_TEXT.sub(r'\1"<removed>"', msgspec.json.encode(raw).decode("utf-8", "replace"))[:1000]
 
 
 def _insert_ignore(session: AsyncSession, table: Any) -> Any:
@@ -260,31 +266,26 @@ class IngestService:
                 repeats.append(item)
             else:
                 first[item.key] = item
+        ids = {key: uuid.uuid4() for key in first}
         rows = [
-            {"key": c.key, "digest": c.digest, "incident_id": uuid.uuid4(), "received_at": now} for c in first.values()
+            {"key": key, "digest": c.digest, "incident_id": ids[key], "received_at": now} for key, c in first.items()
         ]
         inserted = set(
             await session.scalars(_insert_ignore(session, m.SosReceipt).values(rows).returning(m.SosReceipt.key))
         )
-        ids = {row["key"]: row["incident_id"] for row in rows}
-        known = {
-            r.key: r
-            for r in await session.scalars(
-                select(m.SosReceipt).where(m.SosReceipt.key.in_([k for k in first if k not in inserted]))
-            )
-        } if len(inserted) < len(first) else {}
+        # What each key stands for now: ours if we inserted it, else the receipt already stored.
+        stored = {key: (first[key].digest, ids[key]) for key in inserted}
+        missing = [key for key in first if key not in inserted]
+        if missing:
+            receipts = await session.scalars(select(m.SosReceipt).where(m.SosReceipt.key.in_(missing)))
+            stored.update({r.key: (r.digest, r.incident_id) for r in receipts})
 
-        fresh: list[_Checked] = []
-        for item in first.values():
-            if item.key in inserted:
-                item.incident_id = ids[item.key]
-                fresh.append(item)
-            else:
-                self._settle_repeat(item, known[item.key].digest, known[item.key].incident_id, outcomes, reject)
-        for item in repeats:
-            original = first[item.key]
-            incident_id = ids[item.key] if item.key in inserted else known[item.key].incident_id
-            self._settle_repeat(item, original.digest, incident_id, outcomes, reject)
+        fresh = [first[key] for key in first if key in inserted]
+        for item in fresh:
+            item.incident_id = ids[item.key]
+        for item in [first[key] for key in missing] + repeats:
+            digest, incident_id = stored[item.key]
+            self._settle_repeat(item, digest, incident_id, outcomes, reject)
         return fresh
 
     @staticmethod

@@ -7,15 +7,15 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Annotated
 
-from litestar import Request, WebSocket, get, websocket
+from litestar import get, websocket
 from litestar.exceptions import WebSocketDisconnect
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from naboom.errors import NaboomError, NotFoundError
 from naboom.realtime.feed import LiveEvent, LiveFeed
 from naboom.settings import Settings
-from naboom.users.auth import Principal
+from naboom.users.auth import AuthRequest, AuthSocket, Principal
 
 _RESET = b'{"type":"stream.reset","detail":"events were missed beyond the replay history; reload the incident list"}'
 
@@ -41,10 +41,10 @@ def _check_region(principal: Principal, region: str) -> None:
 
 @get("/panic/api/stream", tags=["live"], media_type="text/event-stream")
 async def stream(
-    request: Request[Principal, str, object],
-    region: Annotated[str, Parameter(min_length=1, max_length=32, description="Region code, e.g. ZA-LP")],
-    last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
-    last_event_id: Annotated[str | None, Parameter(query="lastEventId")] = None,
+    request: AuthRequest,
+    region: Annotated[str, QueryParameter(min_length=1, max_length=32, description="Region code, e.g. ZA-LP")],
+    last_event_id_header: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, QueryParameter(name="lastEventId")] = None,
 ) -> Stream:
     """Server-Sent Events of one region; reconnect with ``Last-Event-ID`` to receive what was missed."""
     _check_region(request.user, region)
@@ -68,7 +68,7 @@ async def stream(
 
 
 @websocket("/ws/alerts/{region:str}/", tags=["live"])
-async def alerts_socket(socket: WebSocket[Principal, str, object], region: str) -> None:
+async def alerts_socket(socket: AuthSocket, region: FromPath[str]) -> None:
     """The same events over a WebSocket; ``?last_event_id=`` replays like SSE."""
     settings: Settings = socket.app.state.settings
     origin = socket.headers.get("origin")

@@ -7,7 +7,9 @@ import uuid
 from dataclasses import dataclass
 
 import jwt
+from litestar import Request, WebSocket
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from naboom.db.models import Role
@@ -37,6 +39,10 @@ class Principal:
     def can_see(self, region: str) -> bool:
         """Whether this principal may see ``region``."""
         return self.is_admin or region in self.regions
+
+
+AuthRequest = Request[Principal, str, State]
+AuthSocket = WebSocket[Principal, str, State]
 
 
 class TokenCodec:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from litestar import Controller, Request, post
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from litestar.response import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +22,7 @@ class AuthController(Controller):
 
     @post("/login", status_code=200)
     async def login(
-        self, request: Request, db_session: AsyncSession, data: LoginRequest
+        self, request: Request, db_session: NamedDependency[AsyncSession], data: JSONBody[LoginRequest]
     ) -> Response[LoginResponse]:
         """Exchange credentials for a token and a session cookie."""
         principal = await OperatorService(session=db_session).authenticate(data.username, data.password)
