@@ -96,7 +96,7 @@ class LiveFeed:
         """Broadcast one event to ``region``; returns its event id."""
         event_id = await self._ids.next(region)
         body = _encoder.encode({"type": type_, "event_id": event_id, **data})
-        self._channels.publish(b"%d\n%s\n%s" % (event_id, type_.encode(), body), channel_for(region))
+        await self._channels.wait_published(b"%d\n%s\n%s" % (event_id, type_.encode(), body), channel_for(region))
         return event_id
 
     @asynccontextmanager
