@@ -15,7 +15,6 @@ from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Request, Response, get
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.base import ChannelsBackend
-from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.channels.backends.redis import RedisChannelsStreamBackend
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -40,7 +39,7 @@ from naboom.ingest.mqtt import MqttIngest
 from naboom.ingest.pipeline import IngestPipeline
 from naboom.ingest.service import IngestPolicy, IngestService
 from naboom.realtime.controller import alerts_socket, stream
-from naboom.realtime.feed import EventIds, LiveFeed, MemoryEventIds, RedisEventIds
+from naboom.realtime.feed import EventIds, KeepHistoryMemoryBackend, LiveFeed, MemoryEventIds, RedisEventIds
 from naboom.settings import Settings, get_settings
 from naboom.users.auth import TokenAuthMiddleware, TokenCodec
 from naboom.users.controller import AuthController
@@ -101,7 +100,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
         )
         ids = RedisEventIds(redis)
     else:
-        backend = MemoryChannelsBackend(history=settings.stream_history)
+        backend = KeepHistoryMemoryBackend(history=settings.stream_history)
         ids = MemoryEventIds()
     channels = ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=10_000)
     feed = LiveFeed(channels, ids, settings.stream_history)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
 from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
 from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,27 @@ return nxt
 """
 
 
+# How many of the newest history entries mark "now" for a client without Last-Event-ID (several
+# API processes may append out of id order).
+_NEWEST_PROBE = 32
+
+
 def channel_for(region: str) -> str:
     """The channel that carries one region's live events."""
     return f"region.{region}"
+
+
+class KeepHistoryMemoryBackend(MemoryChannelsBackend):
+    """Litestar's memory backend, except that a channel's history outlives its last subscriber.
+
+    The stock backend forgets the history when the last subscriber leaves, so the region's only
+    watcher, reconnecting with ``Last-Event-ID``, would miss what was sent to its dead connection.
+    The history stays bounded (``history`` entries per channel).
+    """
+
+    async def unsubscribe(self, channels: Iterable[str]) -> None:
+        """Stop delivering ``channels``; keep their history."""
+        self._channels -= set(channels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +120,32 @@ class LiveFeed:
 
     @asynccontextmanager
     async def subscribe(self, region: str, last_event_id: int | None) -> AsyncIterator[Replay]:
-        """Subscribe first, then read history, so nothing falls between the two."""
+        """Subscribe first, then read history, so nothing falls between the two.
+
+        Without ``last_event_id`` the client starts at the newest event already broadcast.
+        """
         channel = channel_for(region)
+        backend = self._channels._backend  # noqa: SLF001
+        after = last_event_id
+        if after is None:
+            # A new client wants what happens from now on. Litestar's Redis stream backend reads a
+            # stream it starts listening to from the beginning, passing old events off as live:
+            # whatever is in the history before we subscribe is old.
+            recent = await backend.get_history(channel, _NEWEST_PROBE)
+            after = max((LiveEvent.decode(raw).event_id for raw in recent), default=0)
         subscriber = await self._channels.subscribe(channel)
         try:
-            missed: list[LiveEvent] = []
-            gap = False
-            if last_event_id is not None:
-                history = await self._channels._backend.get_history(channel, self._history)  # noqa: SLF001
-                events = sorted((LiveEvent.decode(raw) for raw in history), key=lambda e: e.event_id)
-                missed = [e for e in events if e.event_id > last_event_id]
-                # A full history that starts after the client's last id may have lost events.
-                gap = len(events) >= self._history and bool(events) and events[0].event_id > last_event_id
-            yield Replay(after=last_event_id or 0, missed=missed, gap=gap, live=subscriber.iter_events())
+            history = await backend.get_history(channel, self._history)
+            events = sorted((LiveEvent.decode(raw) for raw in history), key=lambda e: e.event_id)
+            missed = [e for e in events if e.event_id > after]
+            # A full history that starts after the client's last id may have lost events.
+            gap = (
+                last_event_id is not None
+                and len(events) >= self._history
+                and bool(events)
+                and events[0].event_id > last_event_id
+            )
+            yield Replay(after=after, missed=missed, gap=gap, live=subscriber.iter_events())
         finally:
             await self._channels.unsubscribe(subscriber)
 
