@@ -16,10 +16,24 @@ def _plugin(history: int) -> ChannelsPlugin:
 
 async def test_event_ids_increase_per_region_and_survive_a_new_counter() -> None:
     ids = MemoryEventIds()
-    first = [await ids.next("A") for _ in range(5)]
+    first = [await ids.reserve("A", 1) for _ in range(5)]
     assert first == sorted(set(first))
+    block = await ids.reserve("A", 10)
+    assert block > first[-1] and await ids.reserve("A", 1) == block + 10
     # a restarted process (new counter) still hands out larger ids: they start from the clock
-    assert await MemoryEventIds().next("A") > first[0]
+    assert await MemoryEventIds().reserve("A", 1) > first[0]
+
+
+async def test_a_burst_published_as_one_message_reaches_subscribers_as_separate_events() -> None:
+    channels = _plugin(history=10)
+    async with channels:
+        feed = LiveFeed(channels, MemoryEventIds(), history=10)
+        async with feed.subscribe("ZA-LP", None) as replay:
+            sent = await feed.publish_many("ZA-LP", [("incident.created", {"msg": f"tab\there {n}\n"}) for n in range(3)])
+            events = replay.events(heartbeat=5)
+            got = [await anext(events) for _ in range(3)]
+    assert [e.event_id for e in got] == [e.event_id for e in sent] == list(range(sent[0].event_id, sent[0].event_id + 3))
+    assert [json.loads(e.json)["msg"] for e in got] == [f"tab\there {n}\n" for n in range(3)]
 
 
 async def test_a_reconnecting_subscriber_gets_exactly_what_it_missed_then_live_events() -> None:

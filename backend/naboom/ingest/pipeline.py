@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from naboom.db import models as m
 from naboom.incidents.schemas import IncidentOut
 from naboom.ingest.schemas import Envelope, Outcome
 from naboom.ingest.service import IngestService
@@ -28,7 +29,7 @@ class IngestPipeline:
         self.feed = feed
         self._batches = 0
 
-    async def store(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], list[m.Incident]]:
+    async def store(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], list[IncidentOut]]:
         """Decide and commit a batch; returns outcomes and the new incidents."""
         async with self.sessions() as session:
             outcomes, incidents = await self.service.process(session, envelopes)
@@ -38,7 +39,10 @@ class IngestPipeline:
             await session.commit()
         return outcomes, incidents
 
-    async def announce(self, incidents: Sequence[m.Incident]) -> None:
+    async def announce(self, incidents: Sequence[IncidentOut]) -> None:
         """Broadcast ``incident.created`` for committed incidents."""
+        by_region: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         for incident in incidents:
-            await self.feed.publish(incident.region, "incident.created", IncidentOut.from_model(incident).event_data())
+            by_region[incident.region].append(("incident.created", incident.event_data()))
+        for region, items in by_region.items():
+            await self.feed.publish_many(region, items)

@@ -10,14 +10,15 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import msgspec
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.db import models as m
+from naboom.incidents.schemas import IncidentOut
 from naboom.ingest.schemas import (
     Envelope,
     IngestStats,
@@ -149,7 +150,12 @@ def _excerpt(body: bytes) -> str:
     return _SIG_IN_TEXT.sub(r'\1"<removed>"', msgspec.json.encode(raw).decode("utf-8", "replace"))[:1000]
 
 
-def _insert_ignore(session: AsyncSession, table: Any) -> Any:
+def _table(model: type[Any]) -> Table:
+    """A model's table, for Core inserts that skip the ORM's per-row bookkeeping."""
+    return cast(Table, model.__table__)
+
+
+def _insert_ignore(session: AsyncSession, table: Table) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING`` in the session's dialect."""
     dialect = session.get_bind().dialect.name
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
@@ -168,7 +174,7 @@ class IngestService:
 
     async def process(
         self, session: AsyncSession, envelopes: Sequence[Envelope], now: datetime | None = None
-    ) -> tuple[list[Outcome], list[m.Incident]]:
+    ) -> tuple[list[Outcome], list[IncidentOut]]:
         """Decide every message; returns outcomes in input order and the incidents to broadcast."""
         now = now or datetime.now(UTC)
         outcomes: list[Outcome | None] = [None] * len(envelopes)
@@ -219,7 +225,7 @@ class IngestService:
             )
 
         fresh = await self._claim(session, checked, outcomes, reject, now)
-        incidents = self._incidents(session, fresh, now)
+        incidents = await self._insert_incidents(session, fresh)
         for item, incident in zip(fresh, incidents, strict=True):
             outcomes[item.index] = Outcome(Verdict.ACCEPTED, incident_id=incident.id)
         if fresh:
@@ -227,8 +233,7 @@ class IngestService:
                 update(m.Device).where(m.Device.id.in_({c.device.id for c in fresh})).values(last_seen_at=now)
             )
         if rejections:
-            await session.execute(insert(m.IngestRejection), rejections)
-        await session.flush()
+            await session.execute(insert(_table(m.IngestRejection)), rejections)
 
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(envelopes)
@@ -270,9 +275,8 @@ class IngestService:
         rows = [
             {"key": key, "digest": c.digest, "incident_id": ids[key], "received_at": now} for key, c in first.items()
         ]
-        inserted = set(
-            await session.scalars(_insert_ignore(session, m.SosReceipt).values(rows).returning(m.SosReceipt.key))
-        )
+        # executemany keeps one cached statement whatever the batch size
+        inserted = set(await session.scalars(_insert_ignore(session, _table(m.SosReceipt)).returning(m.SosReceipt.key), rows))
         # What each key stands for now: ours if we inserted it, else the receipt already stored.
         stored = {key: (first[key].digest, ids[key]) for key in inserted}
         missing = [key for key in first if key not in inserted]
@@ -305,36 +309,61 @@ class IngestService:
             )
 
     @staticmethod
-    def _incidents(session: AsyncSession, fresh: list[_Checked], now: datetime) -> list[m.Incident]:
-        incidents = []
+    async def _insert_incidents(session: AsyncSession, fresh: list[_Checked]) -> list[IncidentOut]:
+        """Each new incident and its first timeline event, as two multi-row inserts (no ORM flush)."""
+        if not fresh:
+            return []
+        incidents: list[IncidentOut] = []
+        events: list[dict[str, Any]] = []
         for item in fresh:
             p = item.payload
-            incident = m.Incident(
-                id=item.incident_id,
-                region=item.device.region,
-                source=item.envelope.transport,
-                device_id=item.device.id,
-                device_pid=p.pid,
-                message=(p.msg or "SOS")[:MAX_MESSAGE_CHARS],
-                lat=p.lat,
-                lng=p.lng,
-                accuracy=p.acc,
-                device_ts=datetime.fromtimestamp(p.ts, UTC),
-                received_at=item.envelope.received_at,
-                status=m.IncidentStatus.OPEN,
-                sos_count=1,
-            )
-            incident.events = [
-                m.IncidentEvent(
-                    type="sos",
-                    actor=f"device:{p.pid}",
+            assert item.incident_id is not None
+            incidents.append(
+                IncidentOut(
+                    id=item.incident_id,
+                    region=item.device.region,
+                    status=m.IncidentStatus.OPEN,
+                    source=item.envelope.transport,
+                    device=p.pid,
+                    msg=(p.msg or "SOS")[:MAX_MESSAGE_CHARS],
+                    lat=p.lat,
+                    lng=p.lng,
+                    acc=p.acc,
+                    ts=datetime.fromtimestamp(p.ts, UTC),
                     created_at=item.envelope.received_at,
-                    payload={"nonce": p.nonce, "lat": p.lat, "lng": p.lng, "acc": p.acc, "kid": p.kid,
-                             "transport": item.envelope.transport},
+                    sos_count=1,
                 )
-            ]
-            incidents.append(incident)
-        session.add_all(incidents)
+            )
+            events.append(
+                {
+                    "incident_id": item.incident_id,
+                    "type": "sos",
+                    "actor": f"device:{p.pid}",
+                    "created_at": item.envelope.received_at,
+                    "payload": {"nonce": p.nonce, "lat": p.lat, "lng": p.lng, "acc": p.acc, "kid": p.kid,
+                                "transport": item.envelope.transport},
+                }
+            )
+        rows = [
+            {
+                "id": i.id,
+                "region": i.region,
+                "source": i.source,
+                "device_id": item.device.id,
+                "device_pid": i.device,
+                "message": i.msg,
+                "lat": i.lat,
+                "lng": i.lng,
+                "accuracy": i.acc,
+                "device_ts": i.ts,
+                "received_at": i.created_at,
+                "status": i.status,
+                "sos_count": 1,
+            }
+            for i, item in zip(incidents, fresh, strict=True)
+        ]
+        await session.execute(insert(_table(m.Incident)), rows)
+        await session.execute(insert(_table(m.IncidentEvent)), events)
         return incidents
 
     async def stats(self, session: AsyncSession) -> IngestStats:

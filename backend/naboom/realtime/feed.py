@@ -1,7 +1,9 @@
 """The live feed: per-region event ids, fan-out through Litestar channels, bounded replay.
 
-A channel message is ``b"<event id>\\n<type>\\n<json>"``: encoded once per broadcast, split
-cheaply by every subscriber, so SSE and WebSocket frames never re-encode the JSON.
+A channel message carries one or more events, one per line: ``<event id>\\t<type>\\t<json>``
+(msgspec escapes tabs and newlines inside JSON strings). It is encoded once per broadcast and
+split cheaply by every subscriber, so SSE and WebSocket frames never re-encode the JSON, and a
+burst of incidents costs one publish per region, not one per incident.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,11 +26,12 @@ log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 
 # Event ids grow across processes and restarts: max(previous + 1, now in microseconds).
-_NEXT_ID_LUA = """
+# ARGV[2] ids are reserved at once; the first is returned.
+_NEXT_IDS_LUA = """
 local now = tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local nxt = math.max(cur + 1, now)
-redis.call('SET', KEYS[1], nxt)
+redis.call('SET', KEYS[1], nxt + tonumber(ARGV[2]) - 1)
 return nxt
 """
 
@@ -65,17 +68,24 @@ class LiveEvent:
     json: bytes
 
     @classmethod
-    def decode(cls, raw: bytes) -> LiveEvent:
-        """Split a channel message into its parts."""
-        event_id, type_, body = raw.split(b"\n", 2)
-        return cls(int(event_id), type_.decode(), body)
+    def decode_all(cls, raw: bytes) -> list[LiveEvent]:
+        """The events of one channel message."""
+        events = []
+        for line in raw.split(b"\n"):
+            event_id, type_, body = line.split(b"\t", 2)
+            events.append(cls(int(event_id), type_.decode(), body))
+        return events
+
+    def encode(self) -> bytes:
+        """This event's line in a channel message."""
+        return b"%d\t%s\t%s" % (self.event_id, self.type.encode(), self.json)
 
 
 class EventIds(Protocol):
     """Hands out increasing event ids per region."""
 
-    async def next(self, region: str) -> int:
-        """The next id for ``region``."""
+    async def reserve(self, region: str, count: int) -> int:
+        """Reserve ``count`` consecutive ids for ``region``; returns the first."""
         ...
 
 
@@ -85,10 +95,10 @@ class MemoryEventIds:
     def __init__(self) -> None:
         self._last: dict[str, int] = {}
 
-    async def next(self, region: str) -> int:
-        """The next id for ``region``."""
+    async def reserve(self, region: str, count: int) -> int:
+        """Reserve ``count`` consecutive ids for ``region``; returns the first."""
         nxt = max(self._last.get(region, 0) + 1, time.time_ns() // 1000)
-        self._last[region] = nxt
+        self._last[region] = nxt + count - 1
         return nxt
 
 
@@ -96,11 +106,12 @@ class RedisEventIds:
     """Event ids shared by every API process through Redis."""
 
     def __init__(self, redis: Redis) -> None:
-        self._script = redis.register_script(_NEXT_ID_LUA)
+        self._script = redis.register_script(_NEXT_IDS_LUA)
 
-    async def next(self, region: str) -> int:
-        """The next id for ``region``."""
-        return int(await self._script(keys=[f"naboom:event-id:{region}"], args=[time.time_ns() // 1000]))
+    async def reserve(self, region: str, count: int) -> int:
+        """Reserve ``count`` consecutive ids for ``region``; returns the first."""
+        now = time.time_ns() // 1000
+        return int(await self._script(keys=[f"naboom:event-id:{region}"], args=[now, count]))
 
 
 class LiveFeed:
@@ -113,10 +124,20 @@ class LiveFeed:
 
     async def publish(self, region: str, type_: str, data: dict[str, Any]) -> int:
         """Broadcast one event to ``region``; returns its event id."""
-        event_id = await self._ids.next(region)
-        body = _encoder.encode({"type": type_, "event_id": event_id, **data})
-        await self._channels.wait_published(b"%d\n%s\n%s" % (event_id, type_.encode(), body), channel_for(region))
-        return event_id
+        (event,) = await self.publish_many(region, [(type_, data)])
+        return event.event_id
+
+    async def publish_many(self, region: str, items: Sequence[tuple[str, dict[str, Any]]]) -> list[LiveEvent]:
+        """Broadcast several events to ``region`` in one channel message, ids in the given order."""
+        if not items:
+            return []
+        first = await self._ids.reserve(region, len(items))
+        events = [
+            LiveEvent(first + n, type_, _encoder.encode({"type": type_, "event_id": first + n, **data}))
+            for n, (type_, data) in enumerate(items)
+        ]
+        await self._channels.wait_published(b"\n".join(e.encode() for e in events), channel_for(region))
+        return events
 
     @asynccontextmanager
     async def subscribe(self, region: str, last_event_id: int | None) -> AsyncIterator[Replay]:
@@ -132,16 +153,16 @@ class LiveFeed:
             # stream it starts listening to from the beginning, passing old events off as live:
             # whatever is in the history before we subscribe is old.
             recent = await backend.get_history(channel, _NEWEST_PROBE)
-            after = max((LiveEvent.decode(raw).event_id for raw in recent), default=0)
+            after = max((e.event_id for raw in recent for e in LiveEvent.decode_all(raw)), default=0)
         subscriber = await self._channels.subscribe(channel)
         try:
             history = await backend.get_history(channel, self._history)
-            events = sorted((LiveEvent.decode(raw) for raw in history), key=lambda e: e.event_id)
+            events = sorted((e for raw in history for e in LiveEvent.decode_all(raw)), key=lambda e: e.event_id)
             missed = [e for e in events if e.event_id > after]
             # A full history that starts after the client's last id may have lost events.
             gap = (
                 last_event_id is not None
-                and len(events) >= self._history
+                and len(history) >= self._history
                 and bool(events)
                 and events[0].event_id > last_event_id
             )
@@ -169,9 +190,10 @@ class Replay:
             if raw is None:
                 yield None
                 continue
-            event = LiveEvent.decode(raw)
-            if event.event_id > newest:
-                yield event
+            for event in LiveEvent.decode_all(raw):
+                if event.event_id > newest:
+                    newest = event.event_id
+                    yield event
 
 
 async def _with_idle_marks(source: AsyncGenerator[bytes, None], every: float) -> AsyncGenerator[bytes | None, None]:
