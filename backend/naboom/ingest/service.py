@@ -188,7 +188,8 @@ class IngestService:
                     "received_at": env.received_at,
                     "transport": env.transport,
                     "topic": env.topic,
-                    "pid": exc.pid,
+                    # Broken JSON names no pid: the topic still says which device sent it.
+                    "pid": exc.pid or (env.topic.rsplit("/", 1)[-1][:64] if env.topic else None),
                     "reason": exc.reason.value,
                     "detail": exc.detail[:500],
                     "size": len(env.body),
