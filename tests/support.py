@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 import paho.mqtt.client as paho
@@ -38,11 +39,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_for(check: Callable[[], Awaitable[T | None]], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+@overload
+async def wait_for(
+    check: Callable[[], Awaitable[T | None]], timeout: float = 20.0, what: str = "condition"
+) -> T: ...
+
+
+@overload
+async def wait_for(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T: ...
+
+
+async def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``.
+
+    ``check`` may be a plain function or a coroutine function: an awaitable result is awaited.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        result = await check()
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:
@@ -52,14 +68,17 @@ async def wait_for(check: Callable[[], Awaitable[T | None]], timeout: float = 20
 
 def wait_for_sync(check: Callable[[], T | None], timeout: float = 20.0, what: str = "condition") -> T:
     """The blocking twin of :func:`wait_for`, for fixtures."""
-    return asyncio.run(wait_for(_async(check), timeout, what))
+    return asyncio.run(wait_for(check, timeout, what))
 
 
-def _async(fn: Callable[[], T | None]) -> Callable[[], Awaitable[T | None]]:
-    async def run() -> T | None:
-        return fn()
+def unique_region() -> str:
+    """A region no other test uses."""
+    return f"ZA-{uuid.uuid4().hex[:6]}"
 
-    return run
+
+def unique_pid(prefix: str = "btn") -> str:
+    """A device id no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def create_database() -> str:
@@ -158,6 +177,33 @@ class Stack:
         r = httpx.post(f"{self.base_url}/api/auth/login", json={"username": name, "password": password})
         r.raise_for_status()
         return str(r.json()["token"])
+
+    def operator(self, *regions: str) -> str:
+        """A new, uniquely named operator of ``regions``, logged in; returns the token."""
+        return self._new_user("op", "operator", *regions)
+
+    def admin(self) -> str:
+        """A new, uniquely named admin, logged in; returns the token."""
+        return self._new_user("admin", "admin")
+
+    def new_region(self) -> tuple[str, dict[str, Any], str]:
+        """A fresh region with one device and a logged-in operator of it: ``(region, device, token)``."""
+        region = unique_region()
+        device = self.create_device(unique_pid(), region)
+        return region, device, self.operator(region)
+
+    def _new_user(self, prefix: str, role: str, *regions: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.create_user(name, role, *regions)
+        return self.login(name)
+
+    def submit(self, payload: dict[str, Any]) -> httpx.Response:
+        """``POST /panic/api/submit`` with ``payload`` as the JSON body, the way a device sends it."""
+        return httpx.post(
+            f"{self.base_url}/panic/api/submit",
+            content=json.dumps(payload),
+            headers={"Content-Type": "application/json"},
+        )
 
     def get(self, path: str, token: str, **params: Any) -> Any:
         r = httpx.get(f"{self.base_url}{path}", params=params, headers={"Authorization": f"Bearer {token}"})

@@ -19,15 +19,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from tests.support import Stack, psql, wait_for, wait_for_sync
 
 
-def unique_pid(prefix: str = "btn") -> str:
-    """A device id no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def unique_region() -> str:
-    return f"ZA-{uuid.uuid4().hex[:6]}"
-
-
 def random_secret() -> str:
     """A secret the server has never seen, base64 like real ones."""
     return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
@@ -47,9 +38,7 @@ class Admin:
 
     @classmethod
     def create(cls, stack: Stack) -> Admin:
-        name = f"admin-{uuid.uuid4().hex[:8]}"
-        stack.create_user(name, "admin")
-        return cls(stack, stack.login(name))
+        return cls(stack, stack.admin())
 
     def stats(self) -> dict[str, Any]:
         return dict(self.stack.get("/api/ingest/stats", self.token))

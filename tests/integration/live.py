@@ -4,12 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import websockets
 from websockets.exceptions import InvalidStatus
+
+
+@asynccontextmanager
+async def open_stream(
+    base_url: str,
+    token: str | None,
+    region: str,
+    *,
+    token_in_query: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> AsyncIterator[httpx.Response]:
+    """``GET /panic/api/stream`` of ``region`` as a raw httpx streaming response, open for the block.
+
+    The token goes in ``Authorization: Bearer`` (or as ``?token=`` with ``token_in_query``; none
+    with ``token=None``); ``headers`` are sent as well.
+    """
+    params = {"region": region}
+    sent: dict[str, str] = {}
+    if token is not None and token_in_query:
+        params["token"] = token
+    elif token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    sent.update(headers or {})
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=None) as client,
+        client.stream("GET", "/panic/api/stream", params=params, headers=sent) as response,
+    ):
+        yield response
 
 
 @dataclass
@@ -35,43 +65,37 @@ class SseClient:
     problem: dict[str, Any] | None = None
 
     async def _run(self) -> None:
-        headers: dict[str, str] = {}
-        params = {"region": self.region}
-        if self.token is not None and self.token_in_query:
-            params["token"] = self.token
-        elif self.token is not None:
-            headers["Authorization"] = f"Bearer {self.token}"
-        if self.last_event_id is not None:
-            headers["Last-Event-ID"] = str(self.last_event_id)
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=None) as client:
-            async with client.stream("GET", "/panic/api/stream", params=params, headers=headers) as response:
-                self.status = response.status_code
-                self.content_type = response.headers.get("content-type")
-                if response.status_code != 200:
-                    body = await response.aread()
-                    if self.content_type and self.content_type.startswith("application/problem+json"):
-                        self.problem = json.loads(body)
-                    self.connected.set()
-                    return
-                frame: dict[str, str] = {}
-                async for line in response.aiter_lines():
-                    if line.startswith(":"):
-                        self.comments.append(line)
-                        if line.startswith(": connected"):
-                            self.connected.set()
-                    elif line == "":
-                        if "data" in frame:
-                            self.events.append(
-                                {
-                                    "id": int(frame["id"]) if "id" in frame else None,
-                                    "event": frame.get("event"),
-                                    "data": json.loads(frame["data"]),
-                                }
-                            )
-                        frame = {}
-                    else:
-                        key, _, value = line.partition(":")
-                        frame[key] = value.lstrip()
+        headers = {} if self.last_event_id is None else {"Last-Event-ID": str(self.last_event_id)}
+        async with open_stream(
+            self.base_url, self.token, self.region, token_in_query=self.token_in_query, headers=headers
+        ) as response:
+            self.status = response.status_code
+            self.content_type = response.headers.get("content-type")
+            if response.status_code != 200:
+                body = await response.aread()
+                if self.content_type and self.content_type.startswith("application/problem+json"):
+                    self.problem = json.loads(body)
+                self.connected.set()
+                return
+            frame: dict[str, str] = {}
+            async for line in response.aiter_lines():
+                if line.startswith(":"):
+                    self.comments.append(line)
+                    if line.startswith(": connected"):
+                        self.connected.set()
+                elif line == "":
+                    if "data" in frame:
+                        self.events.append(
+                            {
+                                "id": int(frame["id"]) if "id" in frame else None,
+                                "event": frame.get("event"),
+                                "data": json.loads(frame["data"]),
+                            }
+                        )
+                    frame = {}
+                else:
+                    key, _, value = line.partition(":")
+                    frame[key] = value.lstrip()
 
     async def __aenter__(self) -> SseClient:
         self._task = asyncio.create_task(self._run())

@@ -21,7 +21,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.integration.live import SseClient, WsClient
+from tests.integration.live import SseClient, WsClient, open_stream
 from tests.support import NABOOM, Server, Stack, free_port, publish, publisher, sos, wait_for
 
 pytestmark = pytest.mark.embedded
@@ -51,39 +51,14 @@ def mqtt(embedded: Server) -> Iterator[paho.Client]:
 @pytest.fixture(scope="module")
 def admin(embedded: Server) -> str:
     """An admin token (the ingest counters are admin-only)."""
-    embedded.stack.create_user("embedded-admin", "admin")
-    return embedded.stack.login("embedded-admin")
-
-
-def _region() -> str:
-    return f"ZA-{uuid.uuid4().hex[:6]}"
-
-
-def _operator(stack: Stack, region: str) -> str:
-    name = f"op-{uuid.uuid4().hex[:8]}"
-    stack.create_user(name, "operator", region)
-    return stack.login(name)
-
-
-def _submit(stack: Stack, payload: dict[str, Any]) -> httpx.Response:
-    return httpx.post(
-        f"{stack.base_url}/panic/api/submit",
-        content=json.dumps(payload),
-        headers={"Content-Type": "application/json"},
-    )
-
-
-async def _value(value: Any) -> Any:
-    return value
+    return embedded.stack.admin()
 
 
 async def test_embedded_mqtt_sos_reaches_sse_and_websocket_and_is_listed_stored_in_sqlite(
     embedded: Server, mqtt: paho.Client
 ) -> None:
     stack = embedded.stack
-    region = _region()
-    device = stack.create_device(f"btn-{uuid.uuid4().hex[:8]}", region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     assert stack.mqtt_address == ("127.0.0.1", stack.embedded_mqtt_port)
 
     async with (
@@ -91,8 +66,8 @@ async def test_embedded_mqtt_sos_reaches_sse_and_websocket_and_is_listed_stored_
         WsClient(stack.base_url, token, region, origin=stack.base_url) as ws,
     ):
         publish(mqtt, f"panic/ingest/{device['pid']}", sos(device, msg="Embedded SOS"))
-        created = await wait_for(lambda: _value(sse.incidents()), what="incident.created on SSE")
-        on_ws = await wait_for(lambda: _value(ws.incidents()), what="incident.created on WebSocket")
+        created = await wait_for(sse.incidents, what="incident.created on SSE")
+        on_ws = await wait_for(ws.incidents, what="incident.created on WebSocket")
 
     assert [c["msg"] for c in created] == ["Embedded SOS"]
     assert (
@@ -109,15 +84,13 @@ async def test_embedded_duplicate_mqtt_publish_yields_still_one_incident(
     embedded: Server, mqtt: paho.Client, admin: str
 ) -> None:
     stack = embedded.stack
-    region = _region()
-    device = stack.create_device(f"btn-{uuid.uuid4().hex[:8]}", region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     payload = sos(device, msg="Once only")
     duplicates_before = stack.get("/api/ingest/stats", admin)["duplicates"]
 
     async with SseClient(stack.base_url, token, region) as sse:
         publish(mqtt, f"panic/ingest/{device['pid']}", payload)
-        await wait_for(lambda: _value(sse.incidents()), what="the first delivery's incident")
+        await wait_for(sse.incidents, what="the first delivery's incident")
         publish(mqtt, f"panic/ingest/{device['pid']}", payload)
 
         async def duplicate_counted() -> bool:
@@ -134,16 +107,14 @@ async def test_embedded_http_submit_creates_one_incident_seen_live_and_a_duplica
     embedded: Server,
 ) -> None:
     stack = embedded.stack
-    region = _region()
-    device = stack.create_device(f"btn-{uuid.uuid4().hex[:8]}", region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     payload = sos(device, msg="Over HTTPS")
 
     async with SseClient(stack.base_url, token, region) as sse:
-        first = _submit(stack, payload)
+        first = stack.submit(payload)
         assert first.status_code == 201, first.text
-        created = await wait_for(lambda: _value(sse.incidents()), what="incident.created of the HTTP submit")
-        again = _submit(stack, payload)
+        created = await wait_for(sse.incidents, what="incident.created of the HTTP submit")
+        again = stack.submit(payload)
 
     assert again.status_code == 200 and again.json() == first.json()
     assert created[0]["id"] == first.json()["incident_id"] and created[0]["source"] == "http"
@@ -153,14 +124,12 @@ async def test_embedded_http_submit_creates_one_incident_seen_live_and_a_duplica
 
 async def test_embedded_broker_takes_mqtt_over_websockets_too(embedded: Server) -> None:
     stack = embedded.stack
-    region = _region()
-    device = stack.create_device(f"btn-{uuid.uuid4().hex[:8]}", region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
 
     async with SseClient(stack.base_url, token, region) as sse:
         async with _ws_publisher(stack.embedded_mqtt_ws_port) as client:
             publish(client, f"panic/ingest/{device['pid']}", sos(device, msg="Via WebSockets"))
-        created = await wait_for(lambda: _value(sse.incidents()), what="the SOS sent over MQTT/WebSockets")
+        created = await wait_for(sse.incidents, what="the SOS sent over MQTT/WebSockets")
     assert created[0]["msg"] == "Via WebSockets"
 
 
@@ -168,25 +137,22 @@ async def test_embedded_sse_reconnect_with_last_event_id_receives_exactly_the_mi
     embedded: Server, mqtt: paho.Client
 ) -> None:
     stack = embedded.stack
-    region = _region()
-    device = stack.create_device(f"btn-{uuid.uuid4().hex[:8]}", region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     tag = uuid.uuid4().hex[:6]
     a, b, c, d = (f"{name}-{tag}" for name in "ABCD")
     topic = f"panic/ingest/{device['pid']}"
 
     async with SseClient(stack.base_url, token, region) as first:
         publish(mqtt, topic, sos(device, msg=a))
-        created_a = await wait_for(lambda: _value(first.events), what="A on the first connection")
+        created_a = await wait_for(lambda: first.events, what="A on the first connection")
     # Nobody watches the region now (memory channels): B over MQTT, C over HTTP.
     publish(mqtt, topic, sos(device, msg=b))
     await _stored(stack, token, 2)
-    assert _submit(stack, sos(device, msg=c)).status_code == 201
+    assert stack.submit(sos(device, msg=c)).status_code == 201
 
-    async with SseClient(stack.base_url, token, region, last_event_id=created_a[0]["id"]) as again:
-        await wait_for(lambda: _value(len(again.events) >= 2), what="the replay of B and C")
-        publish(mqtt, topic, sos(device, msg=d))
-        await wait_for(lambda: _value(len(again.events) >= 3), what="D live after the replay")
+    again = await _replay_then_live(
+        stack, mqtt, device, region, token, last_event_id=created_a[0]["id"], live_msg=d
+    )
     assert [e["data"]["msg"] for e in again.events] == [b, c, d]
     assert again.ids() == sorted(set(again.ids())) and again.ids()[0] > created_a[0]["id"]
 
@@ -196,22 +162,12 @@ async def test_embedded_replay_still_has_an_event_sent_to_a_connection_that_then
 ) -> None:
     """The region's only watcher drops mid-event; its reconnect with Last-Event-ID still gets that event."""
     stack = embedded.stack
-    region = _region()
-    device = stack.create_device(f"btn-{uuid.uuid4().hex[:8]}", region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     tag = uuid.uuid4().hex[:6]
     a, b, c, d = (f"{name}-{tag}" for name in "ABCD")
     topic = f"panic/ingest/{device['pid']}"
 
-    async with (
-        httpx.AsyncClient(base_url=stack.base_url, timeout=None) as client,
-        client.stream(
-            "GET",
-            "/panic/api/stream",
-            params={"region": region},
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response,
-    ):
+    async with open_stream(stack.base_url, token, region) as response:
         lines = response.aiter_lines()
         async with asyncio.timeout(20):
             while await anext(lines) != ": connected":
@@ -230,18 +186,32 @@ async def test_embedded_replay_still_has_an_event_sent_to_a_connection_that_then
     publish(mqtt, topic, sos(device, msg=c))
     await _stored(stack, token, 3)
 
-    async with SseClient(stack.base_url, token, region, last_event_id=last_id) as again:
-        await wait_for(lambda: _value(len(again.events) >= 2), what="the replay of B and C")
-        publish(mqtt, topic, sos(device, msg=d))
-        await wait_for(lambda: _value(len(again.events) >= 3), what="D live after the replay")
+    again = await _replay_then_live(stack, mqtt, device, region, token, last_event_id=last_id, live_msg=d)
     assert [e["data"]["msg"] for e in again.events] == [b, c, d]
 
 
-async def _stored(stack: Stack, token: str, total: int) -> None:
-    async def check() -> bool:
-        return bool(stack.get("/api/incidents", token)["total"] >= total)
+async def _replay_then_live(
+    stack: Stack,
+    mqtt: paho.Client,
+    device: dict[str, Any],
+    region: str,
+    token: str,
+    *,
+    last_event_id: int | None,
+    live_msg: str,
+) -> SseClient:
+    """Reconnect with ``last_event_id``; wait for the two missed events, then for ``live_msg`` sent live."""
+    async with SseClient(stack.base_url, token, region, last_event_id=last_event_id) as again:
+        await wait_for(lambda: len(again.events) >= 2, what="the replay of B and C")
+        publish(mqtt, f"panic/ingest/{device['pid']}", sos(device, msg=live_msg))
+        await wait_for(lambda: len(again.events) >= 3, what="D live after the replay")
+    return again
 
-    await wait_for(check, what=f"{total} incidents stored")
+
+async def _stored(stack: Stack, token: str, total: int) -> None:
+    await wait_for(
+        lambda: stack.get("/api/incidents", token)["total"] >= total, what=f"{total} incidents stored"
+    )
 
 
 # ``naboom dev`` ------------------------------------------------------------------------------
@@ -295,7 +265,7 @@ async def test_naboom_dev_prints_a_login_and_device_that_work_end_to_end(tmp_pat
         async with SseClient(base, token, region) as sse:
             with publisher("127.0.0.1", mqtt_port) as client:
                 publish(client, f"panic/ingest/{device['pid']}", sos(device, msg="Demo panic"))
-            created = await wait_for(lambda: _value(sse.incidents()), what="the demo SOS on the live feed")
+            created = await wait_for(sse.incidents, what="the demo SOS on the live feed")
         assert created[0]["msg"] == "Demo panic" and created[0]["region"] == region
         assert (tmp_path / "var" / "naboom.sqlite3").is_file()
     finally:
@@ -321,7 +291,7 @@ async def _ws_publisher(port: int) -> AsyncIterator[paho.Client]:
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
-        await wait_for(lambda: _value(client.is_connected()), what="MQTT over WebSockets to connect")
+        await wait_for(client.is_connected, what="MQTT over WebSockets to connect")
         yield client
     finally:
         client.disconnect()

@@ -7,14 +7,12 @@ the ``{pid}:{nonce}`` receipt drops whatever is delivered again.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.integration.ingest_helpers import (
@@ -24,11 +22,9 @@ from tests.integration.ingest_helpers import (
     incidents_of,
     nonce_counts,
     receipts_of,
-    unique_pid,
-    unique_region,
     wait_for_incidents,
 )
-from tests.support import Server, publish, publisher, sos, wait_for_sync
+from tests.support import Server, publish, publisher, sos, unique_pid, unique_region, wait_for_sync
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +79,7 @@ def test_the_same_message_delivered_twice_yields_one_incident_and_counts_the_dup
     wait_for_incidents(stack, device["pid"], 1)
 
     # And once more over the other transport: the same message is the same incident.
-    again = httpx.post(f"{stack.base_url}/panic/api/submit", content=json.dumps(payload),
-                       headers={"Content-Type": "application/json"})
+    again = stack.submit(payload)
     assert again.status_code == 200, again.text
 
     _drain(running, device)

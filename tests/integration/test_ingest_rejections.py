@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from naboom.ingest.schemas import Reason
@@ -23,11 +22,19 @@ from tests.integration.ingest_helpers import (
     incidents_of,
     random_secret,
     sql_literal,
-    unique_pid,
-    unique_region,
     wait_for_incidents,
 )
-from tests.support import Server, Stack, psql, publish, publisher, sos, wait_for_sync
+from tests.support import (
+    Server,
+    Stack,
+    psql,
+    publish,
+    publisher,
+    sos,
+    unique_pid,
+    unique_region,
+    wait_for_sync,
+)
 
 DAY = 24 * 3600
 
@@ -90,6 +97,25 @@ def _rejected_once(
     return row
 
 
+def _rejected_on_own_topic(
+    admin: Admin,
+    mqtt: Any,
+    reason: Reason,
+    device: dict[str, Any],
+    payload: dict[str, Any],
+    body: str | None = None,
+) -> dict[str, Any]:
+    """:func:`_rejected_once` for a message of ``device`` on its own topic, logged under its pid.
+
+    ``body`` is what goes on the wire, ``payload`` (the signed SOS) unless given.
+    """
+    pid = device["pid"]
+    return _rejected_once(
+        admin, mqtt, reason, payload if body is None else body,
+        topic=f"panic/ingest/{pid}", logged_pid=pid, sig=payload["sig"], watch_pids=(pid,),
+    )
+
+
 def _set_device(stack: Stack, pid: str, assignment: str) -> None:
     assert stack.database_url is not None
     psql(stack.database_url, f"UPDATE device SET {assignment} WHERE pid = {sql_literal(pid)}")
@@ -109,11 +135,7 @@ def test_malformed_json_is_refused_counted_and_logged_without_signature(
 ) -> None:
     payload = sos(device)
     truncated = json.dumps(payload)[:-1]  # cut off before the closing brace, signature intact
-    topic = f"panic/ingest/{device['pid']}"
-    _rejected_once(
-        admin, mqtt, Reason.MALFORMED_JSON, truncated,
-        topic=topic, logged_pid=device["pid"], sig=payload["sig"], watch_pids=(device["pid"],),
-    )
+    _rejected_on_own_topic(admin, mqtt, Reason.MALFORMED_JSON, device, payload, body=truncated)
 
 
 @pytest.mark.parametrize(
@@ -132,11 +154,7 @@ def test_invalid_schema_is_refused_counted_and_logged_without_signature(
     fields.update(change)
     fields = {k: v for k, v in fields.items() if v is not None}
     payload = signed_payload(fields, device["secret"])  # correctly signed: only the schema is wrong
-    _rejected_once(
-        admin, mqtt, Reason.INVALID_SCHEMA, payload,
-        topic=f"panic/ingest/{device['pid']}", logged_pid=device["pid"], sig=payload["sig"],
-        watch_pids=(device["pid"],),
-    )
+    _rejected_on_own_topic(admin, mqtt, Reason.INVALID_SCHEMA, device, payload)
 
 
 def test_topic_pid_mismatch_is_refused_counted_and_logged_without_signature(
@@ -154,11 +172,7 @@ def test_topic_pid_mismatch_is_refused_counted_and_logged_without_signature(
 def test_unknown_device_is_refused_counted_and_logged_without_signature(admin: Admin, mqtt: Any) -> None:
     ghost: dict[str, Any] = {"pid": unique_pid("ghost"), "kid": 1, "secret": random_secret()}
     payload = sos(ghost)
-    _rejected_once(
-        admin, mqtt, Reason.UNKNOWN_DEVICE, payload,
-        topic=f"panic/ingest/{ghost['pid']}", logged_pid=ghost["pid"], sig=payload["sig"],
-        watch_pids=(ghost["pid"],),
-    )
+    _rejected_on_own_topic(admin, mqtt, Reason.UNKNOWN_DEVICE, ghost, payload)
 
 
 def test_inactive_device_is_refused_counted_and_logged_without_signature(
@@ -166,22 +180,14 @@ def test_inactive_device_is_refused_counted_and_logged_without_signature(
 ) -> None:
     _set_device(admin.stack, device["pid"], "active = false")
     payload = sos(device)
-    _rejected_once(
-        admin, mqtt, Reason.INACTIVE_DEVICE, payload,
-        topic=f"panic/ingest/{device['pid']}", logged_pid=device["pid"], sig=payload["sig"],
-        watch_pids=(device["pid"],),
-    )
+    _rejected_on_own_topic(admin, mqtt, Reason.INACTIVE_DEVICE, device, payload)
 
 
 def test_unknown_kid_is_refused_counted_and_logged_without_signature(
     admin: Admin, mqtt: Any, device: dict[str, Any]
 ) -> None:
     payload = sos(device, kid=7)  # signed with the real kid 1 secret, but names a key the device lacks
-    _rejected_once(
-        admin, mqtt, Reason.UNKNOWN_KID, payload,
-        topic=f"panic/ingest/{device['pid']}", logged_pid=device["pid"], sig=payload["sig"],
-        watch_pids=(device["pid"],),
-    )
+    _rejected_on_own_topic(admin, mqtt, Reason.UNKNOWN_KID, device, payload)
 
 
 def test_revoked_kid_is_refused_counted_and_logged_without_signature(
@@ -189,44 +195,28 @@ def test_revoked_kid_is_refused_counted_and_logged_without_signature(
 ) -> None:
     _set_key(admin.stack, device["pid"], 1, "state = 'revoked'")
     payload = sos(device)
-    _rejected_once(
-        admin, mqtt, Reason.REVOKED_KID, payload,
-        topic=f"panic/ingest/{device['pid']}", logged_pid=device["pid"], sig=payload["sig"],
-        watch_pids=(device["pid"],),
-    )
+    _rejected_on_own_topic(admin, mqtt, Reason.REVOKED_KID, device, payload)
 
 
 def test_bad_signature_is_refused_counted_and_logged_without_signature(
     admin: Admin, mqtt: Any, device: dict[str, Any]
 ) -> None:
     payload = {**sos(device, msg="SOS"), "msg": "ALL CLEAR"}  # changed after signing
-    _rejected_once(
-        admin, mqtt, Reason.BAD_SIGNATURE, payload,
-        topic=f"panic/ingest/{device['pid']}", logged_pid=device["pid"], sig=payload["sig"],
-        watch_pids=(device["pid"],),
-    )
+    _rejected_on_own_topic(admin, mqtt, Reason.BAD_SIGNATURE, device, payload)
 
 
 def test_stale_ts_is_refused_counted_and_logged_without_signature(
     admin: Admin, mqtt: Any, device: dict[str, Any]
 ) -> None:
     payload = sos(device, ts=int(time.time()) - 7 * DAY - 3600)  # an hour outside the 7-day window
-    _rejected_once(
-        admin, mqtt, Reason.STALE_TS, payload,
-        topic=f"panic/ingest/{device['pid']}", logged_pid=device["pid"], sig=payload["sig"],
-        watch_pids=(device["pid"],),
-    )
+    _rejected_on_own_topic(admin, mqtt, Reason.STALE_TS, device, payload)
 
 
 def test_future_ts_is_refused_counted_and_logged_without_signature(
     admin: Admin, mqtt: Any, device: dict[str, Any]
 ) -> None:
     payload = sos(device, ts=int(time.time()) + 15 * 60)  # beyond the 5-minute skew
-    _rejected_once(
-        admin, mqtt, Reason.FUTURE_TS, payload,
-        topic=f"panic/ingest/{device['pid']}", logged_pid=device["pid"], sig=payload["sig"],
-        watch_pids=(device["pid"],),
-    )
+    _rejected_on_own_topic(admin, mqtt, Reason.FUTURE_TS, device, payload)
 
 
 def test_replayed_nonce_is_refused_counted_and_logged_without_signature(
@@ -260,12 +250,11 @@ def test_http_submit_answers_problem_details_for_a_bad_signature_201_then_200_fo
     admin: Admin, device: dict[str, Any]
 ) -> None:
     stack = admin.stack
-    url = f"{stack.base_url}/panic/api/submit"
     good = sos(device)
     forged = {**good, "lat": -25.0}  # moved after signing
     before = admin.rejected(Reason.BAD_SIGNATURE)
 
-    bad = httpx.post(url, content=json.dumps(forged), headers={"Content-Type": "application/json"})
+    bad = stack.submit(forged)
     assert bad.status_code == 401, bad.text
     assert bad.headers["content-type"].startswith("application/problem+json")
     problem = bad.json()
@@ -279,12 +268,12 @@ def test_http_submit_answers_problem_details_for_a_bad_signature_201_then_200_fo
     assert_no_signature(logged[0], forged["sig"])
     assert incidents_of(stack, device["pid"]) == 0
 
-    created = httpx.post(url, content=json.dumps(good), headers={"Content-Type": "application/json"})
+    created = stack.submit(good)
     assert created.status_code == 201, created.text
     incident_id = created.json()["incident_id"]
     uuid.UUID(incident_id)
 
-    again = httpx.post(url, content=json.dumps(good), headers={"Content-Type": "application/json"})
+    again = stack.submit(good)
     assert again.status_code == 200, again.text
     assert again.json() == {"incident_id": incident_id}
     assert incidents_of(stack, device["pid"]) == 1

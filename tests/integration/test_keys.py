@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -22,8 +21,8 @@ from naboom.db import models as m
 from naboom.ingest.schemas import Envelope, Reason, Verdict
 from naboom.ingest.service import IngestPolicy, IngestService
 from naboom.settings import get_settings
-from tests.integration.ingest_helpers import Admin, incidents_of, sql_literal, unique_pid, unique_region
-from tests.support import Server, Stack, psql, sos
+from tests.integration.ingest_helpers import Admin, incidents_of, sql_literal
+from tests.support import Server, Stack, psql, sos, unique_pid, unique_region
 
 VECTOR_PID = "device-1234"
 POLICY = IngestPolicy(
@@ -116,11 +115,6 @@ def admin(server: Server) -> Admin:
     return Admin.create(server.stack)
 
 
-def _submit(stack: Stack, payload: dict[str, Any]) -> httpx.Response:
-    return httpx.post(f"{stack.base_url}/panic/api/submit", content=json.dumps(payload),
-                      headers={"Content-Type": "application/json"})
-
-
 def _keys(stack: Stack, pid: str) -> dict[int, tuple[str, bool]]:
     """kid → (state, grace still running) as stored."""
     assert stack.database_url is not None
@@ -142,10 +136,10 @@ def test_rotated_key_new_kid_verifies_old_kid_verifies_until_grace_ends_then_is_
     assert new["pid"] == pid and new["kid"] == 2 and new["secret"] != old["secret"]
     assert _keys(stack, pid) == {1: ("grace", True), 2: ("current", False)}
 
-    assert _submit(stack, sos(new)).status_code == 201, "the new key verifies"
-    assert _submit(stack, sos(old)).status_code == 201, "the old key verifies during its grace period"
+    assert stack.submit(sos(new)).status_code == 201, "the new key verifies"
+    assert stack.submit(sos(old)).status_code == 201, "the old key verifies during its grace period"
     # Naming kid 2 but signing with kid 1's secret is not rescued by trying the other key.
-    no_fallback = _submit(stack, sos({**new, "secret": old["secret"]}))
+    no_fallback = stack.submit(sos({**new, "secret": old["secret"]}))
     assert no_fallback.status_code == 401 and no_fallback.json()["reason"] == Reason.BAD_SIGNATURE
     assert incidents_of(stack, pid) == 2
 
@@ -153,7 +147,7 @@ def test_rotated_key_new_kid_verifies_old_kid_verifies_until_grace_ends_then_is_
                              f"AND device_id = (SELECT id FROM device WHERE pid = {sql_literal(pid)})")
     before = admin.rejected(Reason.REVOKED_KID)
     expired = sos(old, nonce=f"after-grace-{uuid.uuid4().hex}")
-    refused = _submit(stack, expired)
+    refused = stack.submit(expired)
     assert refused.status_code == 401, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert refused.json()["reason"] == Reason.REVOKED_KID
@@ -161,5 +155,5 @@ def test_rotated_key_new_kid_verifies_old_kid_verifies_until_grace_ends_then_is_
     [logged] = admin.rejections(Reason.REVOKED_KID, pid=pid)
     assert expired["sig"] not in json.dumps(logged)
 
-    assert _submit(stack, sos(new)).status_code == 201, "the new key still verifies"
+    assert stack.submit(sos(new)).status_code == 201, "the new key still verifies"
     assert incidents_of(stack, pid) == 3

@@ -7,17 +7,16 @@ every feed and every incident endpoint, and heartbeats on idle streams.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import paho.mqtt.client as paho
 import pytest
 
-from tests.integration.live import SseClient, WsClient, ws_handshake
-from tests.support import Server, Stack, publish, publisher, sos, wait_for
+from tests.integration.live import SseClient, WsClient, open_stream, ws_handshake
+from tests.support import Server, publish, publisher, sos, unique_pid, unique_region, wait_for
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -29,40 +28,12 @@ def mqtt(server: Server) -> Iterator[paho.Client]:
         yield client
 
 
-def _region() -> str:
-    return f"ZA-{uuid.uuid4().hex[:6]}"
-
-
-def _operator(stack: Stack, *regions: str) -> str:
-    """A new operator of ``regions``, logged in; returns the token."""
-    name = f"op-{uuid.uuid4().hex[:8]}"
-    stack.create_user(name, "operator", *regions)
-    return stack.login(name)
-
-
-def _device(stack: Stack, region: str) -> dict[str, Any]:
-    return stack.create_device(f"btn-{uuid.uuid4().hex[:8]}", region)
-
-
 def _publish_mqtt(client: paho.Client, device: dict[str, Any], msg: str) -> None:
     publish(client, f"panic/ingest/{device['pid']}", sos(device, msg=msg))
 
 
-def _submit_http(stack: Stack, device: dict[str, Any], msg: str) -> str:
-    r = httpx.post(
-        f"{stack.base_url}/panic/api/submit",
-        content=json.dumps(sos(device, msg=msg)),
-        headers={"Content-Type": "application/json"},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["incident_id"])
-
-
-def _with_msg(client: SseClient, msg: str) -> Any:
-    async def check() -> dict[str, Any] | None:
-        return next((e for e in client.events if e["data"].get("msg") == msg), None)
-
-    return check
+def _with_msg(client: SseClient, msg: str) -> Callable[[], dict[str, Any] | None]:
+    return lambda: next((e for e in client.events if e["data"].get("msg") == msg), None)
 
 
 def _msgs(client: SseClient) -> list[str]:
@@ -84,9 +55,7 @@ async def test_sse_reconnect_with_last_event_id_receives_exactly_the_missed_even
     server: Server, mqtt: paho.Client
 ) -> None:
     stack = server.stack
-    region = _region()
-    device = _device(stack, region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     tag = uuid.uuid4().hex[:6]
     a, b, c, d = (f"{name}-{tag}" for name in "ABCD")
 
@@ -100,7 +69,8 @@ async def test_sse_reconnect_with_last_event_id_receives_exactly_the_missed_even
         # Disconnected: B arrives over MQTT, C over HTTP submit.
         _publish_mqtt(mqtt, device, b)
         await wait_for(_with_msg(watcher, b), what="B broadcast")
-        _submit_http(stack, device, c)
+        submitted = stack.submit(sos(device, msg=c))
+        assert submitted.status_code == 201, submitted.text
         await wait_for(_with_msg(watcher, c), what="C broadcast")
 
         async with SseClient(stack.base_url, token, region, last_event_id=event_a["id"]) as again:
@@ -121,9 +91,7 @@ async def test_sse_reconnect_with_the_newest_event_id_replays_nothing(
     server: Server, mqtt: paho.Client
 ) -> None:
     stack = server.stack
-    region = _region()
-    device = _device(stack, region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     tag = uuid.uuid4().hex[:6]
 
     async with SseClient(stack.base_url, token, region) as first:
@@ -140,16 +108,12 @@ async def test_new_sse_subscriber_without_last_event_id_gets_only_events_after_i
 ) -> None:
     """Nothing old is passed off as live: not on a region nobody here watched yet, nor after everyone left."""
     stack = server.stack
-    region = _region()
-    device = _device(stack, region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     tag = uuid.uuid4().hex[:6]
 
     # Broadcast while nobody watches the region; stored (and in the replay history) all the same.
     _publish_mqtt(mqtt, device, f"before-anyone-{tag}")
-    await wait_for(
-        lambda: _async(stack.get("/api/incidents", token)["total"] == 1), what="the unwatched SOS stored"
-    )
+    await wait_for(lambda: stack.get("/api/incidents", token)["total"] == 1, what="the unwatched SOS stored")
     async with SseClient(stack.base_url, token, region) as first:
         _publish_mqtt(mqtt, device, f"while-watched-{tag}")
         await wait_for(_with_msg(first, f"while-watched-{tag}"), what="the live SOS")
@@ -157,16 +121,14 @@ async def test_new_sse_subscriber_without_last_event_id_gets_only_events_after_i
 
     # Everyone has left; another SOS; a new subscriber starts from now again.
     _publish_mqtt(mqtt, device, f"after-all-left-{tag}")
-    await wait_for(
-        lambda: _async(stack.get("/api/incidents", token)["total"] == 3), what="the third SOS stored"
-    )
+    await wait_for(lambda: stack.get("/api/incidents", token)["total"] == 3, what="the third SOS stored")
     async with (
         SseClient(stack.base_url, token, region) as second,
         WsClient(stack.base_url, token, region, origin=stack.base_url) as ws,
     ):
         _publish_mqtt(mqtt, device, f"last-{tag}")
         await wait_for(_with_msg(second, f"last-{tag}"), what="the last SOS on SSE")
-        await wait_for(lambda: _async(ws.incidents()), what="the last SOS on WebSocket")
+        await wait_for(ws.incidents, what="the last SOS on WebSocket")
     assert _msgs(second) == [f"last-{tag}"]
     assert [e["msg"] for e in ws.events] == [f"last-{tag}"]
 
@@ -178,9 +140,10 @@ async def test_operator_of_another_region_receives_nothing_while_an_sos_of_regio
     server: Server, mqtt: paho.Client
 ) -> None:
     stack = server.stack
-    region, other = _region(), _region()
-    device_r, device_other = _device(stack, region), _device(stack, other)
-    token_r, token_other = _operator(stack, region), _operator(stack, other)
+    region, other = unique_region(), unique_region()
+    device_r = stack.create_device(unique_pid(), region)
+    device_other = stack.create_device(unique_pid(), other)
+    token_r, token_other = stack.operator(region), stack.operator(other)
     origin = stack.base_url
     tag = uuid.uuid4().hex[:6]
 
@@ -196,7 +159,7 @@ async def test_operator_of_another_region_receives_nothing_while_an_sos_of_regio
         # The other region's feed is alive: its own SOS arrives, and it is all that ever did.
         _publish_mqtt(mqtt, device_other, f"for-other-{tag}")
         await wait_for(_with_msg(sse_other, f"for-other-{tag}"), what="the other region's own SOS on SSE")
-        await wait_for(lambda: _async(ws_other.incidents()), what="the other region's own SOS on WebSocket")
+        await wait_for(ws_other.incidents, what="the other region's own SOS on WebSocket")
 
     assert _msgs(sse_other) == [f"for-other-{tag}"]
     assert [e["msg"] for e in ws_other.events] == [f"for-other-{tag}"]
@@ -205,8 +168,8 @@ async def test_operator_of_another_region_receives_nothing_while_an_sos_of_regio
 
 async def test_operator_cannot_open_the_feed_of_a_region_not_theirs(server: Server) -> None:
     stack = server.stack
-    region, other = _region(), _region()
-    token_other = _operator(stack, other)
+    region, other = unique_region(), unique_region()
+    token_other = stack.operator(other)
 
     async with SseClient(stack.base_url, token_other, region) as sse:
         pass
@@ -224,8 +187,8 @@ async def test_operator_cannot_open_the_feed_of_a_region_not_theirs(server: Serv
 )
 async def test_websocket_handshake_with_a_foreign_origin_is_refused(server: Server, origin: str) -> None:
     stack = server.stack
-    region = _region()
-    token = _operator(stack, region)
+    region = unique_region()
+    token = stack.operator(region)
     assert await ws_handshake(stack.base_url, region, token=token, origin=origin) == 403
 
 
@@ -233,9 +196,7 @@ async def test_websocket_handshake_with_an_allowed_origin_is_accepted_and_carrie
     server: Server, mqtt: paho.Client
 ) -> None:
     stack = server.stack
-    region = _region()
-    device = _device(stack, region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     port = stack.http_port
     tag = uuid.uuid4().hex[:6]
 
@@ -243,7 +204,7 @@ async def test_websocket_handshake_with_an_allowed_origin_is_accepted_and_carrie
         assert await ws_handshake(stack.base_url, region, token=token, origin=origin) == 101
     async with WsClient(stack.base_url, token, region, origin=f"http://localhost:{port}") as ws:
         _publish_mqtt(mqtt, device, f"ws-{tag}")
-        created = await wait_for(lambda: _async(ws.incidents()), what="incident.created on the WebSocket")
+        created = await wait_for(ws.incidents, what="incident.created on the WebSocket")
     assert created[0]["msg"] == f"ws-{tag}" and created[0]["region"] == region
 
 
@@ -255,7 +216,7 @@ async def test_sse_without_a_valid_token_is_refused_with_401_problem_details(
     server: Server, token: str | None
 ) -> None:
     stack = server.stack
-    async with SseClient(stack.base_url, token, _region()) as sse:
+    async with SseClient(stack.base_url, token, unique_region()) as sse:
         pass
     assert sse.status == 401
     assert sse.content_type is not None and sse.content_type.startswith(PROBLEM_JSON)
@@ -268,9 +229,7 @@ async def test_sse_takes_the_token_from_the_query_string_as_browsers_must(
     server: Server, mqtt: paho.Client
 ) -> None:
     stack = server.stack
-    region = _region()
-    device = _device(stack, region)
-    token = _operator(stack, region)
+    region, device, token = stack.new_region()
     tag = uuid.uuid4().hex[:6]
     async with SseClient(stack.base_url, token, region, token_in_query=True) as sse:
         _publish_mqtt(mqtt, device, f"query-{tag}")
@@ -281,7 +240,7 @@ async def test_sse_takes_the_token_from_the_query_string_as_browsers_must(
 @pytest.mark.parametrize("token", [None, "not-a-token"], ids=["no-token", "forged-token"])
 async def test_websocket_without_a_valid_token_is_refused(server: Server, token: str | None) -> None:
     stack = server.stack
-    assert await ws_handshake(stack.base_url, _region(), token=token, origin=stack.base_url) == 403
+    assert await ws_handshake(stack.base_url, unique_region(), token=token, origin=stack.base_url) == 403
 
 
 # (e) nothing that shows incidents without a token ------------------------------------------
@@ -289,9 +248,11 @@ async def test_websocket_without_a_valid_token_is_refused(server: Server, token:
 
 async def test_incident_list_and_detail_answer_401_problem_details_without_a_token(server: Server) -> None:
     stack = server.stack
-    region = _region()
-    incident_id = _submit_http(stack, _device(stack, region), "exists")
-    token = _operator(stack, region)
+    region = unique_region()
+    submitted = stack.submit(sos(stack.create_device(unique_pid(), region), msg="exists"))
+    assert submitted.status_code == 201, submitted.text
+    incident_id = str(submitted.json()["incident_id"])
+    token = stack.operator(region)
     # The incident is really there for someone with a token.
     assert stack.get(f"/api/incidents/{incident_id}", token)["id"] == incident_id
 
@@ -328,7 +289,7 @@ async def test_every_route_except_login_submit_and_health_answers_401_without_a_
 async def test_login_with_wrong_credentials_is_401_problem_details_that_say_so(server: Server) -> None:
     stack = server.stack
     name = f"op-{uuid.uuid4().hex[:8]}"
-    stack.create_user(name, "operator", _region(), password="right-password-1")
+    stack.create_user(name, "operator", unique_region(), password="right-password-1")
     url = f"{stack.base_url}/api/auth/login"
 
     wrong_password = httpx.post(url, json={"username": name, "password": "wrong-password-1"})
@@ -347,18 +308,10 @@ async def test_login_with_wrong_credentials_is_401_problem_details_that_say_so(s
 
 async def test_idle_sse_stream_receives_keep_alive_comments(server: Server) -> None:
     stack = server.stack
-    region = _region()
-    token = _operator(stack, region)
+    region = unique_region()
+    token = stack.operator(region)
     seen: list[str] = []
-    async with (
-        httpx.AsyncClient(base_url=stack.base_url, timeout=None) as client,
-        client.stream(
-            "GET",
-            "/panic/api/stream",
-            params={"region": region},
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response,
-    ):
+    async with open_stream(stack.base_url, token, region) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache"
@@ -372,7 +325,3 @@ async def test_idle_sse_stream_receives_keep_alive_comments(server: Server) -> N
     assert seen.index(": connected") < seen.index(": keep-alive")
     # Idle means idle: no event frames, only comments, the retry hint and blank separators.
     assert [line for line in seen if line and not line.startswith((":", "retry:"))] == []
-
-
-async def _async(value: Any) -> Any:
-    return value

@@ -34,10 +34,7 @@ def pair(real_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 async def test_two_processes_share_the_ingest_and_both_feeds_see_every_incident(pair: tuple[Server, Server]) -> None:
     a, b = pair
-    region = f"ZA-{uuid.uuid4().hex[:6]}"
-    device = a.stack.create_device(f"btn-{uuid.uuid4().hex[:8]}", region)
-    a.stack.create_user(f"op-{region}", "operator", region)
-    token = a.stack.login(f"op-{region}")
+    region, device, token = a.stack.new_region()
 
     async with SseClient(a.stack.base_url, token, region) as on_a, SseClient(b.stack.base_url, token, region) as on_b:
         with publisher(*a.stack.mqtt_address) as client:
@@ -51,7 +48,6 @@ async def test_two_processes_share_the_ingest_and_both_feeds_see_every_incident(
 
     assert {e["id"] for e in on_a.incidents()} == {e["id"] for e in on_b.incidents()}
     assert psql(a.stack.database_url or "", f"SELECT count(*) FROM incident WHERE device_pid = '{device['pid']}'") == str(COUNT)
-    a.stack.create_user(f"admin-{region}", "admin")
-    admin = a.stack.login(f"admin-{region}")
+    admin = a.stack.admin()
     accepted = [srv.stack.get("/api/ingest/stats", admin)["accepted"] for srv in pair]
     assert sum(accepted) == COUNT and all(n > 0 for n in accepted), accepted
