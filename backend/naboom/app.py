@@ -27,11 +27,15 @@ from litestar.plugins.problem_details import (
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
+from litestar.stores.redis import RedisStore
+from litestar.stores.registry import StoreRegistry
 from redis.asyncio import Redis
 
+from naboom.audit.controller import AuditController
 from naboom.db.config import database_config
 from naboom.devices.controller import DeviceController
 from naboom.errors import NaboomError
+from naboom.middleware import AllowedHostsMiddleware
 from naboom.incidents.controller import IncidentController
 from naboom.ingest.controller import IngestAdminController, SubmitController
 from naboom.ingest.embedded_broker import embedded_broker
@@ -52,7 +56,7 @@ PUBLIC_PATHS = ["^/api/auth/login$", "^/panic/api/submit$", "^/schema", "^/monit
 
 def _problem(exc: NaboomError) -> ProblemDetailsException:
     return ProblemDetailsException(
-        status_code=exc.status_code, title=exc.title, detail=exc.detail, extra=exc.extra or None
+        status_code=exc.status_code, title=exc.title, detail=exc.detail, extra=exc.extra or None, headers=exc.headers
     )
 
 
@@ -102,6 +106,11 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
     else:
         backend = KeepHistoryMemoryBackend(history=settings.stream_history)
         ids = MemoryEventIds()
+    stores = (
+        StoreRegistry(default_factory=lambda name: RedisStore(redis, namespace=f"naboom:{name}"))
+        if redis is not None
+        else StoreRegistry()
+    )
     channels = ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=10_000)
     feed = LiveFeed(channels, ids, settings.stream_history)
     policy = IngestPolicy(
@@ -127,6 +136,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
     return Litestar(
         route_handlers=[
             AuthController,
+            AuditController,
             IncidentController,
             DeviceController,
             SubmitController,
@@ -144,9 +154,17 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
                 )
             ),
         ],
-        middleware=[DefineMiddleware(TokenAuthMiddleware, exclude=PUBLIC_PATHS)],
+        middleware=[
+            AllowedHostsMiddleware(settings.allowed_hosts),
+            DefineMiddleware(TokenAuthMiddleware, exclude=PUBLIC_PATHS),
+        ],
         exception_handlers={Exception: _internal_error},
-        cors_config=CORSConfig(allow_origins=list(settings.allowed_origins), allow_credentials=True),
+        cors_config=CORSConfig(
+            allow_origins=list(settings.allowed_origins),
+            allow_credentials=True,
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token", "Last-Event-ID"],
+        ),
+        stores=stores,
         openapi_config=OpenAPIConfig(
             title="Naboom NeighborNet",
             version="0.1.0",
@@ -158,7 +176,14 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
         ),
         lifespan=[lifespan],
         state=State(
-            {"settings": settings, "tokens": TokenCodec(settings), "feed": feed, "ingest": pipeline, "mqtt": mqtt}
+            {
+                "settings": settings,
+                "db": db,
+                "tokens": TokenCodec(settings),
+                "feed": feed,
+                "ingest": pipeline,
+                "mqtt": mqtt,
+            }
         ),
     )
 

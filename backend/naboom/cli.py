@@ -69,7 +69,7 @@ def _serve(settings: Settings) -> None:
         port=settings.http_port,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        forwarded_allow_ips=list(settings.trusted_proxies),
     )
 
 
@@ -119,11 +119,13 @@ def _demo_credentials(settings: Settings) -> dict[str, Any]:
         return json.loads(path.read_text())  # type: ignore[no-any-return]
     from naboom.devices.schemas import DeviceCreate
     from naboom.devices.service import DeviceService
+    from naboom.regions.service import RegionService
     from naboom.users.service import OperatorService
 
     password = secrets.token_urlsafe(9)
 
     async def work(session: Any) -> dict[str, Any]:
+        await RegionService(session=session).ensure([DEMO_REGION])
         users = OperatorService(session=session)
         if not await users.repository.exists(username=DEMO_USER):
             await users.create_user(DEMO_USER, password, "operator", [DEMO_REGION])
@@ -153,12 +155,17 @@ def user() -> None:
 def user_create(name: str, role: str, regions: tuple[str, ...], password: str | None) -> None:
     """Create a user; the password comes from --password or stdin."""
     from naboom.errors import NaboomError
+    from naboom.regions.service import RegionService
     from naboom.users.service import OperatorService
 
     if password is None:
         password = sys.stdin.readline().rstrip("\n")
+    async def work(session: Any) -> Any:
+        await RegionService(session=session).ensure(regions)
+        return await OperatorService(session=session).create_user(name, password, role, regions)
+
     try:
-        created = _with_session(lambda s: OperatorService(session=s).create_user(name, password, role, regions))
+        created = _with_session(work)
     except NaboomError as exc:
         _fail(exc)
     click.echo(msgspec.json.encode(created).decode())
@@ -178,10 +185,16 @@ def device_create(pid: str, region: str, label: str | None) -> None:
     from naboom.devices.schemas import DeviceCreate
     from naboom.devices.service import DeviceService
     from naboom.errors import NaboomError
+    from naboom.regions.service import RegionService
 
     try:
         data = msgspec.convert({"pid": pid, "region": region, "label": label}, DeviceCreate)
-        credentials = _with_session(lambda s: DeviceService(session=s).create_device(data))
+
+        async def work(session: Any) -> Any:
+            await RegionService(session=session).ensure([region])
+            return await DeviceService(session=session).create_device(data)
+
+        credentials = _with_session(work)
     except (NaboomError, msgspec.ValidationError) as exc:
         _fail(exc)
     click.echo(msgspec.json.encode(credentials).decode())

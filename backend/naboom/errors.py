@@ -11,9 +11,10 @@ class NaboomError(Exception):
     status_code = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -43,3 +44,13 @@ class PermissionDeniedError(NaboomError):
 
     status_code = 403
     title = "Forbidden"
+
+
+class TooManyRequestsError(NaboomError):
+    """Slow down; ``Retry-After`` says for how long."""
+
+    status_code = 429
+    title = "Too Many Requests"
+
+    def __init__(self, detail: str, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))}, retry_after=max(1, retry_after), **extra)

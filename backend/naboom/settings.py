@@ -57,6 +57,8 @@ class Settings:
     http_port: int
     secret_key: str = field(repr=False)
     allowed_origins: tuple[str, ...]
+    allowed_hosts: tuple[str, ...]
+    trusted_proxies: tuple[str, ...]
     var_dir: Path
     mqtt_client_id: str
     mqtt_share_group: str | None
@@ -68,6 +70,11 @@ class Settings:
     future_skew_seconds: int
     key_grace_seconds: int
     token_ttl_seconds: int
+    login_max_failures: int
+    login_lockout_seconds: int
+    sos_attach_window_seconds: int
+    vehicle_pings_per_minute: int
+    vehicle_ping_burst: int
     stream_history: int
     sse_heartbeat_seconds: float
     rejection_log_max_rows: int
@@ -120,6 +127,9 @@ class Settings:
             http_port=http_port,
             secret_key=secret_key,
             allowed_origins=_split(env.get("NABOOM_ALLOWED_ORIGINS", default_origins)),
+            allowed_hosts=_split(env.get("NABOOM_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")),
+            # X-Forwarded-For is believed only from these peers (nginx on the same host by default).
+            trusted_proxies=_split(env.get("NABOOM_TRUSTED_PROXIES", "127.0.0.1,::1")),
             var_dir=var_dir,
             mqtt_client_id=env.get("NABOOM_MQTT_CLIENT_ID") or f"naboom-ingest-{socket.gethostname()}",
             mqtt_share_group=env.get("NABOOM_MQTT_SHARE_GROUP") or None,
@@ -131,6 +141,11 @@ class Settings:
             future_skew_seconds=int(env.get("NABOOM_FUTURE_SKEW_SECONDS", "300")),
             key_grace_seconds=int(env.get("NABOOM_KEY_GRACE_SECONDS", str(7 * 24 * 3600))),
             token_ttl_seconds=int(env.get("NABOOM_TOKEN_TTL_SECONDS", str(12 * 3600))),
+            login_max_failures=int(env.get("NABOOM_LOGIN_MAX_FAILURES", "5")),
+            login_lockout_seconds=int(env.get("NABOOM_LOGIN_LOCKOUT_SECONDS", "900")),
+            sos_attach_window_seconds=int(env.get("NABOOM_SOS_ATTACH_WINDOW_SECONDS", "1800")),
+            vehicle_pings_per_minute=int(env.get("NABOOM_VEHICLE_PINGS_PER_MINUTE", "30")),
+            vehicle_ping_burst=int(env.get("NABOOM_VEHICLE_PING_BURST", "10")),
             stream_history=int(env.get("NABOOM_STREAM_HISTORY", "500")),
             sse_heartbeat_seconds=float(env.get("NABOOM_SSE_HEARTBEAT_SECONDS", "15")),
             rejection_log_max_rows=int(env.get("NABOOM_REJECTION_LOG_MAX_ROWS", "10000")),

@@ -62,6 +62,9 @@ async def test_every_signing_vector_is_accepted_or_rejected_as_marked_by_the_rea
     vector_now = datetime.fromtimestamp(vector_ts.pop(), UTC)
 
     async with sessions() as session:
+        if await session.get(m.Region, "ZA-LP") is None:
+            session.add(m.Region(code="ZA-LP", name="Limpopo"))
+            await session.flush()
         device = m.Device(pid=VECTOR_PID, region="ZA-LP", label="signing vectors", active=True)
         device.keys = [
             # kid 1 rotated out a day before the vectors were signed, still inside its grace period;

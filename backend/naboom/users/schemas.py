@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -18,10 +19,12 @@ class LoginRequest(Schema):
 
 
 class LoginResponse(Schema):
-    """A Bearer token; the same token is also set as an HttpOnly cookie."""
+    """A Bearer token (also set as an HttpOnly cookie) and the CSRF token cookie users must echo."""
 
     token: str
+    csrf_token: str
     expires_in: int
+    expires_at: datetime
     username: str
     role: str
     regions: list[str]
@@ -35,3 +38,12 @@ class UserOut(Schema):
     role: str
     regions: list[str]
     active: bool
+
+
+class Me(Schema):
+    """The caller."""
+
+    id: uuid.UUID
+    username: str
+    role: str
+    regions: list[str]

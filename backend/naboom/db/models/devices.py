@@ -32,10 +32,11 @@ class Device(UUIDAuditBase):
     __tablename__ = "device"
 
     pid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    region: Mapped[str] = mapped_column(String(32), index=True)
+    region: Mapped[str] = mapped_column(ForeignKey("region.code"), index=True)
     label: Mapped[str | None] = mapped_column(String(200), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    last_message: Mapped[str | None] = mapped_column(String(280), default=None)
     keys: Mapped[list[DeviceKey]] = relationship(
         back_populates="device", lazy="selectin", cascade="all, delete-orphan", order_by="DeviceKey.kid"
     )

@@ -48,6 +48,14 @@ class Incident(UUIDAuditBase):
     received_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
     status: Mapped[str] = mapped_column(String(16), default=IncidentStatus.OPEN, index=True)
     sos_count: Mapped[int] = mapped_column(Integer, default=1)
+    last_sos_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    ack_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    vehicle_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vehicle.id", ondelete="SET NULL"), default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(100), default=None)
     events: Mapped[list[IncidentEvent]] = relationship(
         back_populates="incident", lazy="noload", cascade="all, delete-orphan", order_by="IncidentEvent.id"
     )

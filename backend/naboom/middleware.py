@@ -1,0 +1,50 @@
+"""HTTP middleware of our own, where Litestar's does not fit."""
+
+from __future__ import annotations
+
+from litestar.datastructures import Headers
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+_INVALID_HOST = (
+    b'{"status":400,"title":"Bad Request","detail":"the Host header names a host this server does not serve; '
+    b'see NABOOM_ALLOWED_HOSTS"}'
+)
+
+
+class AllowedHostsMiddleware(ASGIMiddleware):
+    """Refuse requests for hosts not in ``NABOOM_ALLOWED_HOSTS`` (``*.example.org`` allowed).
+
+    Litestar's own check compares the Host header with its port, so ``localhost:8000`` never
+    matches ``localhost``; this one compares the host name alone.
+    """
+
+    scopes = ("http", "websocket")  # type: ignore[assignment]
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        self.any = "*" in allowed
+        self.exact = {h.lower() for h in allowed if not h.startswith("*.")}
+        self.suffixes = tuple(h[1:].lower() for h in allowed if h.startswith("*."))
+
+    def allows(self, host_header: str) -> bool:
+        """Whether the host name (port removed, IPv6 brackets kept) is served here."""
+        host = host_header.lower()
+        host = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") and "]:" in host else host
+        return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Pass allowed hosts through; answer 400 problem details otherwise."""
+        if self.any or self.allows(Headers.from_scope(scope).get("host", "")):
+            await next_app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(_INVALID_HOST)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": _INVALID_HOST})
