@@ -35,13 +35,13 @@ from naboom.audit.controller import AuditController
 from naboom.db.config import database_config
 from naboom.devices.controller import DeviceController
 from naboom.errors import NaboomError
-from naboom.middleware import AllowedHostsMiddleware
 from naboom.incidents.controller import IncidentController
 from naboom.ingest.controller import IngestAdminController, SubmitController
 from naboom.ingest.embedded_broker import embedded_broker
 from naboom.ingest.mqtt import MqttIngest
 from naboom.ingest.pipeline import IngestPipeline
 from naboom.ingest.service import IngestPolicy, IngestService
+from naboom.middleware import AllowedHostsMiddleware
 from naboom.realtime.controller import alerts_socket, stream
 from naboom.realtime.feed import EventIds, KeepHistoryMemoryBackend, LiveFeed, MemoryEventIds, RedisEventIds
 from naboom.settings import Settings, get_settings

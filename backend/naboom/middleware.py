@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from litestar.datastructures import Headers
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.response.base import ASGIResponse
+from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 
 _INVALID_HOST = (
     b'{"status":400,"title":"Bad Request","detail":"the Host header names a host this server does not serve; '
@@ -29,7 +30,7 @@ class AllowedHostsMiddleware(ASGIMiddleware):
     def allows(self, host_header: str) -> bool:
         """Whether the host name (port removed, IPv6 brackets kept) is served here."""
         host = host_header.lower()
-        host = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") and "]:" in host else host
+        host = host.rsplit(":", 1)[0] if host.count(":") == 1 or (host.startswith("[") and "]:" in host) else host
         return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
@@ -38,13 +39,7 @@ class AllowedHostsMiddleware(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+            await send(WebSocketCloseEvent(type="websocket.close", code=1008, reason="host not allowed"))
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(_INVALID_HOST)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": _INVALID_HOST})
+        response = ASGIResponse(body=_INVALID_HOST, status_code=400, media_type="application/problem+json")
+        await response(scope, receive, send)
