@@ -44,14 +44,25 @@ from naboom.ingest.service import IngestPolicy, IngestService
 from naboom.middleware import AllowedHostsMiddleware
 from naboom.realtime.controller import alerts_socket, stream
 from naboom.realtime.feed import EventIds, KeepHistoryMemoryBackend, LiveFeed, MemoryEventIds, RedisEventIds
+from naboom.regions.controller import RegionController
 from naboom.settings import Settings, get_settings
+from naboom.users.admin_controller import UserAdminController
 from naboom.users.auth import TokenAuthMiddleware, TokenCodec
 from naboom.users.controller import AuthController
+from naboom.vehicles.controller import VehicleController, VehiclePingController
 
 log = logging.getLogger(__name__)
 
 # Paths anyone may reach; everything else needs a token.
-PUBLIC_PATHS = ["^/api/auth/login$", "^/panic/api/submit$", "^/schema", "^/monitoring/", "^/monitor"]
+PUBLIC_PATHS = [
+    "^/api/auth/login$",
+    "^/panic/api/submit$",
+    # vehicles authenticate with their own token, checked by the ping handler
+    "^/panic/api/vehicle/ping$",
+    "^/schema",
+    "^/monitoring/",
+    "^/monitor",
+]
 
 
 def _problem(exc: NaboomError) -> ProblemDetailsException:
@@ -137,6 +148,10 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
         route_handlers=[
             AuthController,
             AuditController,
+            RegionController,
+            UserAdminController,
+            VehicleController,
+            VehiclePingController,
             IncidentController,
             DeviceController,
             SubmitController,

@@ -58,4 +58,4 @@ def upgrade(config: SQLAlchemyAsyncConfig) -> None:
     """Apply every migration (must run outside an event loop)."""
     from advanced_alchemy.alembic.commands import AlembicCommands
 
-    AlembicCommands(sqlalchemy_config=config).upgrade("head")
+    AlembicCommands(sqlalchemy_config=config).upgrade("heads")
