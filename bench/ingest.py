@@ -354,6 +354,8 @@ def build(args: argparse.Namespace, work: Path, teardown: Teardown) -> Rig:
             "NABOOM_VAR_DIR": str(work / "var"),
             "NABOOM_SECRET_KEY": f"bench-secret-{uuid.uuid4().hex}",
             "NABOOM_LOG_LEVEL": "WARNING",
+            # Every SOS comes from one device: each must open its own incident, as N devices would.
+            "NABOOM_SOS_ATTACH_WINDOW_SECONDS": "0",
         }
     )
     if args.batch:

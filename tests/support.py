@@ -139,6 +139,9 @@ class Stack:
                 "NABOOM_EMBEDDED_MQTT_WS_PORT": str(self.embedded_mqtt_ws_port),
                 "NABOOM_SSE_HEARTBEAT_SECONDS": "1",
                 "NABOOM_LOG_LEVEL": "INFO",
+                # Tests that send several SOS from one device expect one incident each; the
+                # lifecycle tests that prove attaching set their own window.
+                "NABOOM_SOS_ATTACH_WINDOW_SECONDS": "0",
             }
         )
         for key, value in (

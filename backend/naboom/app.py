@@ -11,6 +11,9 @@ from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
+from advanced_alchemy.exceptions import IntegrityError as RowConflictError
+from advanced_alchemy.exceptions import NotFoundError as RowNotFoundError
+from advanced_alchemy.exceptions import RepositoryError
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Request, Response, get
 from litestar.channels import ChannelsPlugin
@@ -20,7 +23,7 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -42,12 +45,13 @@ from naboom.ingest.mqtt import MqttIngest
 from naboom.ingest.pipeline import IngestPipeline
 from naboom.ingest.service import IngestPolicy, IngestService
 from naboom.middleware import AllowedHostsMiddleware
+from naboom.openapi import StrictSchemaPlugin, document_problems
 from naboom.realtime.controller import alerts_socket, stream
 from naboom.realtime.feed import EventIds, KeepHistoryMemoryBackend, LiveFeed, MemoryEventIds, RedisEventIds
 from naboom.regions.controller import RegionController
 from naboom.settings import Settings, get_settings
 from naboom.users.admin_controller import UserAdminController
-from naboom.users.auth import TokenAuthMiddleware, TokenCodec
+from naboom.users.auth import CSRF_HEADER, SESSION_COOKIE, TokenAuthMiddleware, TokenCodec
 from naboom.users.controller import AuthController
 from naboom.vehicles.controller import VehicleController, VehiclePingController
 
@@ -84,6 +88,19 @@ def _http_problem(exc: HTTPException) -> ProblemDetailsException:
     )
 
 
+def _repository_problem(exc: RepositoryError) -> ProblemDetailsException:
+    # A unique key that a concurrent request took between our check and our insert, or a row
+    # that vanished: the same answers the services give when they see it first.
+    if isinstance(exc, RowConflictError):
+        return ProblemDetailsException(status_code=409, title="Conflict", detail="this conflicts with a record that already exists")
+    if isinstance(exc, RowNotFoundError):
+        return ProblemDetailsException(status_code=404, title="Not found", detail="no such record")
+    log.error("database error", exc_info=exc)
+    return ProblemDetailsException(
+        status_code=500, title="Internal Server Error", detail="an unexpected error was logged; try again"
+    )
+
+
 def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response(
@@ -93,7 +110,12 @@ def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]
     )
 
 
-@get("/monitoring/health/", tags=["ops"], exclude_from_auth=True)
+@get(
+    "/monitoring/health/",
+    tags=["ops"],
+    exclude_from_auth=True,
+    responses={503: ResponseSpec(data_container=dict[str, Any], description="A dependency is down (same body)")},
+)
 async def health(request: Request) -> Response[dict[str, Any]]:
     """Liveness of the parts this process owns (extended by the operations issue)."""
     ingest: MqttIngest | None = request.app.state.mqtt
@@ -128,6 +150,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
         dedup_window=timedelta(seconds=settings.dedup_window_seconds),
         future_skew=timedelta(seconds=settings.future_skew_seconds),
         rejection_log_max_rows=settings.rejection_log_max_rows,
+        sos_attach_window=timedelta(seconds=settings.sos_attach_window_seconds),
     )
     pipeline = IngestPipeline(db.get_session, IngestService(policy), feed)
     mqtt = MqttIngest(settings, pipeline) if run_ingest else None
@@ -144,7 +167,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
                 stack.push_async_callback(_cancel, task)
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             AuthController,
             AuditController,
@@ -165,13 +188,19 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
             channels,
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(
-                    exception_to_problem_detail_map={NaboomError: _problem, HTTPException: _http_problem}
+                    exception_to_problem_detail_map={
+                        NaboomError: _problem,
+                        HTTPException: _http_problem,
+                        RepositoryError: _repository_problem,
+                    }
                 )
             ),
+            StrictSchemaPlugin(),
         ],
         middleware=[
-            AllowedHostsMiddleware(settings.allowed_hosts),
-            DefineMiddleware(TokenAuthMiddleware, exclude=PUBLIC_PATHS),
+            # OPTIONS too: CORS answers preflights before routing; any other OPTIONS reaches the
+            # route's guards, which need to know who asks.
+            DefineMiddleware(TokenAuthMiddleware, exclude=PUBLIC_PATHS, exclude_http_methods=()),
         ],
         exception_handlers={Exception: _internal_error},
         cors_config=CORSConfig(
@@ -185,9 +214,16 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
             version="0.1.0",
             path="/schema",
             components=Components(
-                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                    "session": SecurityScheme(
+                        type="apiKey",
+                        name=SESSION_COOKIE,
+                        security_scheme_in="cookie",
+                        description=f"The browser's session; unsafe methods also need the {CSRF_HEADER} header",
+                    ),
+                }
             ),
-            security=[{"bearer": []}],
         ),
         lifespan=[lifespan],
         state=State(
@@ -201,6 +237,10 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
             }
         ),
     )
+    document_problems(app, PUBLIC_PATHS)
+    # In front of routing (and CORS): a foreign Host is refused before anything else is decided.
+    app.asgi_handler = AllowedHostsMiddleware(app.asgi_handler, settings.allowed_hosts)
+    return app
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from litestar.datastructures import Headers
-from litestar.middleware import ASGIMiddleware
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp, Receive, Scope, Send, WebSocketCloseEvent
 
@@ -13,16 +12,16 @@ _INVALID_HOST = (
 )
 
 
-class AllowedHostsMiddleware(ASGIMiddleware):
+class AllowedHostsMiddleware:
     """Refuse requests for hosts not in ``NABOOM_ALLOWED_HOSTS`` (``*.example.org`` allowed).
 
     Litestar's own check compares the Host header with its port, so ``localhost:8000`` never
-    matches ``localhost``; this one compares the host name alone.
+    matches ``localhost``; this one compares the host name alone. It wraps the whole ASGI app,
+    in front of routing, so a foreign Host learns nothing, not even which paths exist.
     """
 
-    scopes = ("http", "websocket")  # type: ignore[assignment]
-
-    def __init__(self, allowed: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
+        self.app = app
         self.any = "*" in allowed
         self.exact = {h.lower() for h in allowed if not h.startswith("*.")}
         self.suffixes = tuple(h[1:].lower() for h in allowed if h.startswith("*."))
@@ -33,10 +32,10 @@ class AllowedHostsMiddleware(ASGIMiddleware):
         host = host.rsplit(":", 1)[0] if host.count(":") == 1 or (host.startswith("[") and "]:" in host) else host
         return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass allowed hosts through; answer 400 problem details otherwise."""
-        if self.any or self.allows(Headers.from_scope(scope).get("host", "")):
-            await next_app(scope, receive, send)
+        if scope["type"] not in ("http", "websocket") or self.any or self.allows(Headers.from_scope(scope).get("host", "")):
+            await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
             await send(WebSocketCloseEvent(type="websocket.close", code=1008, reason="host not allowed"))

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.incident_helpers import serve
 from tests.integration.ingest_helpers import (
     Admin,
     CrashingStream,
@@ -24,7 +25,13 @@ from tests.integration.ingest_helpers import (
     receipts_of,
     wait_for_incidents,
 )
-from tests.support import Server, publish, publisher, sos, unique_pid, unique_region, wait_for_sync
+from tests.support import Server, Stack, publish, publisher, sos, unique_pid, unique_region, wait_for_sync
+
+
+@pytest.fixture(scope="module")
+def server(real_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Attaching repeated SOS is off here: every message stored is an incident of its own, so counts compare."""
+    yield from serve(real_stack, tmp_path_factory.mktemp("delivery"), attach_window=0)
 
 
 @pytest.fixture(scope="module")

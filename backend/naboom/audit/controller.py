@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.audit import service
 from naboom.audit.schemas import AuditOut
-from naboom.schemas import Page
+from naboom.schemas import Limit, Offset, Page
 from naboom.users.guards import admin_only
 
 
@@ -33,8 +33,8 @@ class AuditController(Controller):
         target_id: Annotated[str | None, QueryParameter(max_length=100)] = None,
         since: Annotated[datetime | None, QueryParameter()] = None,
         until: Annotated[datetime | None, QueryParameter()] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> Page[AuditOut]:
         """Newest first."""
         return await service.page(

@@ -47,4 +47,6 @@ class DeviceOut(Schema):
     label: str | None
     active: bool
     last_seen_at: datetime | None
+    last_message: str | None
+    created_at: datetime
     keys: list[KeyOut]

@@ -1,4 +1,4 @@
-"""Devices and their keys: create, rotate, list."""
+"""Devices and their keys: create, rotate, revoke, (de)activate, list."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from sqlalchemy import func, select
 from naboom.db import models as m
 from naboom.devices.schemas import DeviceCreate, DeviceCredentials, DeviceOut, KeyOut
 from naboom.errors import ConflictError, NotFoundError
+from naboom.ingest.schemas import Rejection
+from naboom.ingest.service import IngestService
+from naboom.regions.service import RegionService
 from naboom.schemas import Page
 
 SECRET_BYTES = 32
@@ -32,6 +35,8 @@ def device_out(device: m.Device) -> DeviceOut:
         label=device.label,
         active=device.active,
         last_seen_at=device.last_seen_at,
+        last_message=device.last_message,
+        created_at=device.created_at,
         keys=[KeyOut(kid=k.kid, state=k.state, grace_until=k.grace_until, created_at=k.created_at) for k in device.keys],
     )
 
@@ -45,7 +50,8 @@ class DeviceService(SQLAlchemyAsyncRepositoryService[m.Device]):
     repository_type = Repo
 
     async def create_device(self, data: DeviceCreate) -> DeviceCredentials:
-        """Register a device with its first key (kid 1)."""
+        """Register a device with its first key (kid 1) in an existing region."""
+        await RegionService(session=self.repository.session).require([data.region])
         if await self.repository.exists(pid=data.pid):
             raise ConflictError(f"device {data.pid!r} already exists")
         secret = new_secret()
@@ -57,7 +63,7 @@ class DeviceService(SQLAlchemyAsyncRepositoryService[m.Device]):
     async def rotate(self, pid: str, grace: timedelta, now: datetime | None = None) -> DeviceCredentials:
         """A new current key; the old current key verifies until ``grace`` has passed."""
         now = now or datetime.now(UTC)
-        device = await self._get(pid)
+        device = await self.get_device(pid, lock=True)
         for key in device.keys:
             if key.state == m.KeyState.CURRENT:
                 key.state = m.KeyState.GRACE
@@ -68,6 +74,36 @@ class DeviceService(SQLAlchemyAsyncRepositoryService[m.Device]):
         await self.repository.session.flush()
         return DeviceCredentials(pid=pid, kid=kid, secret=secret)
 
+    async def revoke_key(self, pid: str, kid: int) -> m.Device:
+        """Stop accepting a key at once (a lost or leaked secret); no grace period."""
+        device = await self.get_device(pid, lock=True)
+        key = next((k for k in device.keys if k.kid == kid), None)
+        if key is None:
+            raise NotFoundError(f"device {pid!r} has no key {kid}")
+        if key.state == m.KeyState.REVOKED:
+            raise ConflictError(f"key {kid} of {pid!r} is already revoked")
+        key.state = m.KeyState.REVOKED
+        await self.repository.session.flush()
+        return device
+
+    async def set_active(self, pid: str, active: bool) -> m.Device:
+        """Deactivate (its messages are refused) or reactivate a device; repeating is harmless."""
+        device = await self.get_device(pid)
+        device.active = active
+        await self.repository.session.flush()
+        return device
+
+    async def detail(self, pid: str) -> DeviceOut:
+        """One device with its keys (never their secrets)."""
+        return device_out(await self.get_device(pid))
+
+    async def rejections(self, pid: str, *, reason: str | None, limit: int, offset: int) -> Page[Rejection]:
+        """The ingest's rejection log for one known device, newest first."""
+        await self.get_device(pid)
+        return await IngestService.rejections(
+            self.repository.session, reason=reason, pid=pid, limit=limit, offset=offset
+        )
+
     async def page(self, limit: int, offset: int) -> Page[DeviceOut]:
         """Devices ordered by pid."""
         session = self.repository.session
@@ -75,8 +111,10 @@ class DeviceService(SQLAlchemyAsyncRepositoryService[m.Device]):
         rows = await session.scalars(select(m.Device).order_by(m.Device.pid).limit(limit).offset(offset))
         return Page(items=[device_out(d) for d in rows], total=total, limit=limit, offset=offset)
 
-    async def _get(self, pid: str) -> m.Device:
-        device = await self.repository.get_one_or_none(pid=pid)
+    async def get_device(self, pid: str, *, lock: bool = False) -> m.Device:
+        """One device or 404; ``lock`` holds its row until commit (key changes never interleave)."""
+        query = select(m.Device).where(m.Device.pid == pid)
+        device = await self.repository.session.scalar(query.with_for_update() if lock else query)
         if device is None:
             raise NotFoundError(f"no device {pid!r}")
         return device

@@ -15,7 +15,7 @@ from naboom.errors import NaboomError
 from naboom.ingest.pipeline import IngestPipeline
 from naboom.ingest.schemas import Envelope, IngestStats, Reason, Rejection, SubmitAccepted, Verdict
 from naboom.ingest.service import IngestService
-from naboom.schemas import Page
+from naboom.schemas import Limit, Offset, Page
 from naboom.users.guards import admin_only
 
 # How each refusal reads over HTTP: malformed input, untrusted sender, or unacceptable content.
@@ -86,8 +86,8 @@ class IngestAdminController(Controller):
         db_session: NamedDependency[AsyncSession],
         reason: Annotated[str | None, QueryParameter(max_length=32)] = None,
         pid: Annotated[str | None, QueryParameter(max_length=64)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> Page[Rejection]:
         """Newest first."""
         return await IngestService.rejections(db_session, reason=reason, pid=pid, limit=limit, offset=offset)

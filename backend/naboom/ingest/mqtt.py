@@ -118,10 +118,10 @@ class MqttIngest:
             for msg in batch
         ]
         try:
-            _, incidents = await self._pipeline.store(envelopes)
+            _, stored = await self._pipeline.store(envelopes)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"database: {exc.__class__.__name__}: {exc}") from exc
         for msg in batch:
             acker.ack(msg)
         self.last_batch_at = now
-        await self._pipeline.announce(incidents)
+        await self._pipeline.announce(stored)

@@ -10,9 +10,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from naboom.incidents.schemas import IncidentOut
 from naboom.ingest.schemas import Envelope, Outcome
-from naboom.ingest.service import IngestService
+from naboom.ingest.service import IngestService, Stored
 from naboom.realtime.feed import LiveFeed
 
 log = logging.getLogger(__name__)
@@ -29,20 +28,22 @@ class IngestPipeline:
         self.feed = feed
         self._batches = 0
 
-    async def store(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], list[IncidentOut]]:
-        """Decide and commit a batch; returns outcomes and the new incidents."""
+    async def store(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], Stored]:
+        """Decide and commit a batch; returns outcomes and the incidents it opened or added to."""
         async with self.sessions() as session:
-            outcomes, incidents = await self.service.process(session, envelopes)
+            outcomes, stored = await self.service.process(session, envelopes)
             self._batches += 1
             if self._batches % 100 == 0:
                 await self.service.trim_rejection_log(session)
             await session.commit()
-        return outcomes, incidents
+        return outcomes, stored
 
-    async def announce(self, incidents: Sequence[IncidentOut]) -> None:
-        """Broadcast ``incident.created`` for committed incidents."""
+    async def announce(self, stored: Stored) -> None:
+        """Broadcast ``incident.created`` for new incidents and ``incident.updated`` for those that took further SOS."""
         by_region: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-        for incident in incidents:
+        for incident in stored.created:
             by_region[incident.region].append(("incident.created", incident.event_data()))
+        for incident, change in stored.updated:
+            by_region[incident.region].append(("incident.updated", incident.event_data(change)))
         for region, items in by_region.items():
             await self.feed.publish_many(region, items)

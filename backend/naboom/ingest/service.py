@@ -7,18 +7,19 @@ import logging
 import re
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import msgspec
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.db import models as m
-from naboom.incidents.schemas import IncidentOut
+from naboom.incidents.schemas import Change, IncidentOut
+from naboom.incidents.service import ACTIVE_STATUSES
 from naboom.ingest.schemas import (
     Envelope,
     IngestStats,
@@ -61,6 +62,8 @@ class _Checked:
     device: m.Device
     key: str
     digest: str
+    # The incident this message opens, should it be the device's first one (also its receipt's id until planned).
+    new_id: uuid.UUID = field(default_factory=uuid.uuid4)
     incident_id: uuid.UUID | None = None
 
 
@@ -75,11 +78,30 @@ class IngestCounters:
 
 @dataclass(frozen=True, slots=True)
 class IngestPolicy:
-    """The time rules of acceptance."""
+    """The time rules of acceptance, and how long a device's incident takes its further SOS.
+
+    A repeated SOS attaches to its device's incident while that is not closed and the device's
+    last SOS is at most ``sos_attach_window`` old; zero turns attaching off.
+    """
 
     dedup_window: timedelta
     future_skew: timedelta
     rejection_log_max_rows: int
+    sos_attach_window: timedelta = timedelta(minutes=30)
+
+
+@dataclass(slots=True)
+class Stored:
+    """What a committed batch changed, to broadcast: each incident once, in its state at commit."""
+
+    created: list[IncidentOut] = field(default_factory=list)
+    # incidents that took further SOS, with the newest of them
+    updated: list[tuple[IncidentOut, Change]] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[IncidentOut]:
+        """Every incident the batch touched, new ones first."""
+        yield from self.created
+        yield from (incident for incident, _ in self.updated)
 
 
 def _parse(envelope: Envelope) -> tuple[SosPayload, dict[str, Any]]:
@@ -150,6 +172,22 @@ def _excerpt(body: bytes) -> str:
     return _SIG_IN_TEXT.sub(r'\1"<removed>"', msgspec.json.encode(raw).decode("utf-8", "replace"))[:1000]
 
 
+def _message(payload: SosPayload) -> str:
+    return (payload.msg or "SOS")[:MAX_MESSAGE_CHARS]
+
+
+def _change(item: _Checked) -> Change:
+    """The ``sos`` timeline event of an accepted message."""
+    p = item.payload
+    return Change(
+        type="sos",
+        actor=f"device:{p.pid}",
+        at=item.envelope.received_at,
+        payload={"nonce": p.nonce, "msg": _message(p), "lat": p.lat, "lng": p.lng, "acc": p.acc, "kid": p.kid,
+                 "transport": item.envelope.transport},
+    )
+
+
 def _table(model: type[Any]) -> Table:
     """A model's table, for Core inserts that skip the ORM's per-row bookkeeping."""
     return cast(Table, model.__table__)
@@ -174,7 +212,7 @@ class IngestService:
 
     async def process(
         self, session: AsyncSession, envelopes: Sequence[Envelope], now: datetime | None = None
-    ) -> tuple[list[Outcome], list[IncidentOut]]:
+    ) -> tuple[list[Outcome], Stored]:
         """Decide every message; returns outcomes in input order and the incidents to broadcast."""
         now = now or datetime.now(UTC)
         outcomes: list[Outcome | None] = [None] * len(envelopes)
@@ -225,14 +263,11 @@ class IngestService:
                 )
             )
 
-        fresh = await self._claim(session, checked, outcomes, reject, now)
-        incidents = await self._insert_incidents(session, fresh)
-        for item, incident in zip(fresh, incidents, strict=True):
-            outcomes[item.index] = Outcome(Verdict.ACCEPTED, incident_id=incident.id)
-        if fresh:
-            await session.execute(
-                update(m.Device).where(m.Device.id.in_({c.device.id for c in fresh})).values(last_seen_at=now)
-            )
+        attachable = await self._attachable(session, checked, now)
+        fresh = await self._claim(session, checked, outcomes, reject, now, attachable)
+        stored = await self._store(session, fresh, attachable, now)
+        for item in fresh:
+            outcomes[item.index] = Outcome(Verdict.ACCEPTED, incident_id=item.incident_id)
         if rejections:
             await session.execute(insert(_table(m.IngestRejection)), rejections)
 
@@ -246,13 +281,60 @@ class IngestService:
             elif outcome.reason is not None:
                 self.counters.rejected[outcome.reason.value] += 1
                 log.info("sos rejected: %s (%s)", outcome.reason.value, outcome.detail)
-        return final, incidents
+        return final, stored
 
     async def _devices(self, session: AsyncSession, pids: set[str]) -> dict[str, m.Device]:
         if not pids:
             return {}
         rows = await session.scalars(select(m.Device).where(m.Device.pid.in_(pids)))
         return {d.pid: d for d in rows}
+
+    async def _attachable(
+        self, session: AsyncSession, checked: list[_Checked], now: datetime
+    ) -> dict[uuid.UUID, m.Incident]:
+        """Per device, the incident its further SOS attach to: one query per batch, rows locked.
+
+        The lock (``FOR UPDATE``, in id order like every other batch) keeps an operator from
+        closing the incident between this read and the commit; a transition waits for us, or
+        we wait for it and then no longer see a closed incident.
+        """
+        window = self.policy.sos_attach_window
+        if not checked or window <= timedelta(0):
+            return {}
+        last_sos = func.coalesce(m.Incident.last_sos_at, m.Incident.received_at)
+        rows = await session.scalars(
+            select(m.Incident)
+            .where(
+                m.Incident.device_id.in_({c.device.id for c in checked}),
+                m.Incident.status.in_(ACTIVE_STATUSES),
+                last_sos >= now - window,
+            )
+            .order_by(m.Incident.id)
+            .with_for_update()
+        )
+        newest: dict[uuid.UUID, m.Incident] = {}
+        for incident in rows:
+            assert incident.device_id is not None
+            best = newest.get(incident.device_id)
+            if best is None or (incident.last_sos_at or incident.received_at) > (best.last_sos_at or best.received_at):
+                newest[incident.device_id] = incident
+        return newest
+
+    def _plan(self, items: Sequence[_Checked], attachable: dict[uuid.UUID, m.Incident]) -> None:
+        """Set each item's incident: the device's attachable one, else the first item of the device opens one."""
+        if self.policy.sos_attach_window <= timedelta(0):
+            for item in items:
+                item.incident_id = item.new_id
+            return
+        target: dict[uuid.UUID, uuid.UUID] = {}
+        for item in items:
+            device_id = item.device.id
+            if device_id not in target:
+                existing = attachable.get(device_id)
+                # A device moved to another region starts afresh there.
+                use = existing is not None and existing.region == item.device.region
+                target[device_id] = existing.id if use and existing is not None else item.new_id
+            item.incident_id = target[device_id]
 
     async def _claim(
         self,
@@ -261,8 +343,13 @@ class IngestService:
         outcomes: list[Outcome | None],
         reject: Callable[[int, Rejected], None],
         now: datetime,
+        attachable: dict[uuid.UUID, m.Incident],
     ) -> list[_Checked]:
-        """Insert receipts; the primary key on ``{pid}:{nonce}`` decides who is first."""
+        """Insert receipts; the primary key on ``{pid}:{nonce}`` decides who is first.
+
+        Each receipt names the incident its message opened or attached to, so a duplicate
+        answers with that id.
+        """
         if not checked:
             return []
         first: dict[str, _Checked] = {}
@@ -272,22 +359,33 @@ class IngestService:
                 repeats.append(item)
             else:
                 first[item.key] = item
-        ids = {key: uuid.uuid4() for key in first}
+        # Planned as if every message were new (the usual case) ...
+        self._plan(list(first.values()), attachable)
+        planned = {key: c.incident_id for key, c in first.items()}
         rows = [
-            {"key": key, "digest": c.digest, "incident_id": ids[key], "received_at": now} for key, c in first.items()
+            {"key": key, "digest": c.digest, "incident_id": c.incident_id, "received_at": now} for key, c in first.items()
         ]
         # executemany keeps one cached statement whatever the batch size
         inserted = set(await session.scalars(_insert_ignore(session, _table(m.SosReceipt)).returning(m.SosReceipt.key), rows))
-        # What each key stands for now: ours if we inserted it, else the receipt already stored.
-        stored = {key: (first[key].digest, ids[key]) for key in inserted}
+        fresh = [first[key] for key in first if key in inserted]
         missing = [key for key in first if key not in inserted]
+        stored: dict[str, tuple[str, uuid.UUID]] = {}
         if missing:
+            # ... and planned again when some were not: a message meant to open an incident may be a duplicate.
+            self._plan(fresh, attachable)
+            moved = [{"b_key": c.key, "b_incident": c.incident_id} for c in fresh if c.incident_id != planned[c.key]]
+            if moved:
+                receipt = _table(m.SosReceipt)
+                await session.execute(
+                    update(receipt).where(receipt.c.key == bindparam("b_key")).values(incident_id=bindparam("b_incident")),
+                    moved,
+                )
             receipts = await session.scalars(select(m.SosReceipt).where(m.SosReceipt.key.in_(missing)))
             stored.update({r.key: (r.digest, r.incident_id) for r in receipts})
-
-        fresh = [first[key] for key in first if key in inserted]
         for item in fresh:
-            item.incident_id = ids[item.key]
+            assert item.incident_id is not None
+            stored[item.key] = (item.digest, item.incident_id)
+
         for item in [first[key] for key in missing] + repeats:
             digest, incident_id = stored[item.key]
             self._settle_repeat(item, digest, incident_id, outcomes, reject)
@@ -310,62 +408,109 @@ class IngestService:
             )
 
     @staticmethod
-    async def _insert_incidents(session: AsyncSession, fresh: list[_Checked]) -> list[IncidentOut]:
-        """Each new incident and its first timeline event, as two multi-row inserts (no ORM flush)."""
+    async def _store(
+        session: AsyncSession, fresh: list[_Checked], attachable: dict[uuid.UUID, m.Incident], now: datetime
+    ) -> Stored:
+        """New incidents, attachments and every timeline event as a few multi-row statements (no ORM flush)."""
+        stored = Stored()
         if not fresh:
-            return []
-        incidents: list[IncidentOut] = []
-        events: list[dict[str, Any]] = []
+            return stored
+        groups: dict[uuid.UUID, list[_Checked]] = {}
         for item in fresh:
-            p = item.payload
             assert item.incident_id is not None
-            incidents.append(
-                IncidentOut(
-                    id=item.incident_id,
-                    region=item.device.region,
-                    status=m.IncidentStatus.OPEN,
-                    source=item.envelope.transport,
-                    device=p.pid,
-                    msg=(p.msg or "SOS")[:MAX_MESSAGE_CHARS],
-                    lat=p.lat,
-                    lng=p.lng,
-                    acc=p.acc,
-                    ts=datetime.fromtimestamp(p.ts, UTC),
-                    created_at=item.envelope.received_at,
-                    sos_count=1,
+            groups.setdefault(item.incident_id, []).append(item)
+        existing = {i.id: i for i in attachable.values()}
+
+        new_rows: list[dict[str, Any]] = []
+        attach_rows: list[dict[str, Any]] = []
+        for incident_id, items in groups.items():
+            last = items[-1]
+            located = [c.payload for c in items if c.payload.lat is not None]
+            if incident_id in existing:
+                before = IncidentOut.from_model(existing[incident_id])
+                # An SOS without a location keeps the last known one.
+                lat, lng, acc = before.lat, before.lng, before.acc
+                if located:
+                    lat, lng, acc = located[-1].lat, located[-1].lng, located[-1].acc
+                incident = msgspec.structs.replace(
+                    before, lat=lat, lng=lng, acc=acc, sos_count=before.sos_count + len(items),
+                    last_sos_at=last.envelope.received_at,
                 )
+                attach_rows.append(
+                    {"b_id": incident_id, "b_lat": lat, "b_lng": lng, "b_acc": acc, "b_count": incident.sos_count,
+                     "b_last": incident.last_sos_at, "b_now": now}
+                )
+                stored.updated.append((incident, _change(last)))
+                continue
+            opener = items[0]
+            p = opener.payload
+            where = located[-1] if located else p
+            incident = IncidentOut(
+                id=incident_id,
+                region=opener.device.region,
+                status=m.IncidentStatus.OPEN,
+                source=opener.envelope.transport,
+                device=p.pid,
+                msg=_message(p),
+                lat=where.lat,
+                lng=where.lng,
+                acc=where.acc,
+                ts=datetime.fromtimestamp(p.ts, UTC),
+                created_at=opener.envelope.received_at,
+                sos_count=len(items),
+                last_sos_at=last.envelope.received_at,
             )
-            events.append(
+            stored.created.append(incident)
+            new_rows.append(
                 {
-                    "incident_id": item.incident_id,
-                    "type": "sos",
-                    "actor": f"device:{p.pid}",
-                    "created_at": item.envelope.received_at,
-                    "payload": {"nonce": p.nonce, "lat": p.lat, "lng": p.lng, "acc": p.acc, "kid": p.kid,
-                                "transport": item.envelope.transport},
+                    "id": incident.id,
+                    "region": incident.region,
+                    "source": incident.source,
+                    "device_id": opener.device.id,
+                    "device_pid": incident.device,
+                    "message": incident.msg,
+                    "lat": incident.lat,
+                    "lng": incident.lng,
+                    "accuracy": incident.acc,
+                    "device_ts": incident.ts,
+                    "received_at": incident.created_at,
+                    "status": incident.status,
+                    "sos_count": incident.sos_count,
+                    "last_sos_at": incident.last_sos_at,
                 }
             )
-        rows = [
-            {
-                "id": i.id,
-                "region": i.region,
-                "source": i.source,
-                "device_id": item.device.id,
-                "device_pid": i.device,
-                "message": i.msg,
-                "lat": i.lat,
-                "lng": i.lng,
-                "accuracy": i.acc,
-                "device_ts": i.ts,
-                "received_at": i.created_at,
-                "status": i.status,
-                "sos_count": 1,
-            }
-            for i, item in zip(incidents, fresh, strict=True)
-        ]
-        await session.execute(insert(_table(m.Incident)), rows)
+
+        if new_rows:
+            await session.execute(insert(_table(m.Incident)), new_rows)
+        if attach_rows:
+            table = _table(m.Incident)
+            await session.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(
+                    lat=bindparam("b_lat"), lng=bindparam("b_lng"), accuracy=bindparam("b_acc"),
+                    sos_count=bindparam("b_count"), last_sos_at=bindparam("b_last"), updated_at=bindparam("b_now"),
+                ),
+                attach_rows,
+            )
+        events = []
+        for item in fresh:
+            change = _change(item)
+            events.append(
+                {"incident_id": item.incident_id, "type": change.type, "actor": change.actor,
+                 "created_at": change.at, "payload": change.payload}
+            )
         await session.execute(insert(_table(m.IncidentEvent)), events)
-        return incidents
+        # Each device's newest message and when it was heard; rows in id order, as other batches lock them.
+        latest = {c.device.id: c for c in fresh}
+        device = _table(m.Device)
+        await session.execute(
+            update(device)
+            .where(device.c.id == bindparam("b_id"))
+            .values(last_seen_at=now, last_message=bindparam("b_msg")),
+            [{"b_id": device_id, "b_msg": _message(latest[device_id].payload)} for device_id in sorted(latest)],
+        )
+        return stored
 
     async def stats(self, session: AsyncSession) -> IngestStats:
         """Counters of this process and what the rejection log holds by reason."""

@@ -13,6 +13,7 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from naboom.errors import NaboomError, NotFoundError
+from naboom.openapi import problems
 from naboom.realtime.feed import LiveEvent, LiveFeed
 from naboom.settings import Settings
 from naboom.users.auth import AuthRequest, AuthSocket, Principal
@@ -39,7 +40,12 @@ def _check_region(principal: Principal, region: str) -> None:
         raise NotFoundError(f"no live feed for region {region!r}")
 
 
-@get("/panic/api/stream", tags=["live"], media_type="text/event-stream")
+@get(
+    "/panic/api/stream",
+    tags=["live"],
+    media_type="text/event-stream",
+    responses=problems(404, why={404: "No live feed of that region for the caller (not one of their regions)"}),
+)
 async def stream(
     request: AuthRequest,
     region: Annotated[str, QueryParameter(min_length=1, max_length=32, description="Region code, e.g. ZA-LP")],

@@ -8,6 +8,7 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.audit.service import record
+from naboom.openapi import problems
 from naboom.regions.schemas import RegionCreate, RegionOut, RegionUpdate
 from naboom.regions.service import RegionService, region_out
 from naboom.users.auth import AuthRequest
@@ -26,7 +27,7 @@ class RegionController(Controller):
         regions = await RegionService(session=db_session).list_all()
         return [r for r in regions if request.user.can_see(r.code)]
 
-    @post("/", guards=[admin_only])
+    @post("/", guards=[admin_only], responses=problems(409, why={409: "A region with that code already exists"}))
     async def create_region(
         self, request: AuthRequest, db_session: NamedDependency[AsyncSession], data: JSONBody[RegionCreate]
     ) -> RegionOut:

@@ -66,7 +66,7 @@ class RegionService(SQLAlchemyAsyncRepositoryService[m.Region]):
         return region
 
     async def require(self, codes: Iterable[str]) -> None:
-        """Every code must name an existing region (422 otherwise)."""
+        """Every code must name an existing region (400 otherwise)."""
         wanted = set(codes)
         if not wanted:
             return

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.audit.service import record
 from naboom.errors import AuthenticationError
+from naboom.openapi import problems
 from naboom.users.auth import CSRF_COOKIE, SESSION_COOKIE, AuthRequest, TokenCodec, client_ip
 from naboom.users.schemas import LoginRequest, LoginResponse, Me
 from naboom.users.service import OperatorService
@@ -34,7 +35,15 @@ class AuthController(Controller):
     path = "/api/auth"
     tags = ["auth"]
 
-    @post("/login", status_code=200, exclude_from_auth=True, security=[])
+    @post(
+        "/login",
+        status_code=200,
+        exclude_from_auth=True,
+        responses=problems(
+            401, 429, why={401: "Wrong username or password, or the account is disabled",
+                           429: "Too many failed logins for this username from this address: wait `Retry-After` seconds"}
+        ),
+    )
     async def login(
         self, request: Request, db_session: NamedDependency[AsyncSession], data: JSONBody[LoginRequest]
     ) -> Response[LoginResponse]:
