@@ -50,7 +50,9 @@ def _run(server: Server, token: str, workdir: Path, *filters: str) -> str:
         SCHEMATHESIS, "run", f"{server.stack.base_url}/schema/openapi.json",
         "--header", f"Authorization: Bearer {token}",
         "--checks", CHECKS,
-        "--phases", "examples,coverage,fuzzing,stateful",
+        # The coverage phase is left out: schemathesis 4.32 crashes inside its own generator there
+        # (hypothesis get_pretty_function_description), which says nothing about this API.
+        "--phases", "examples,fuzzing,stateful",
         "--max-examples", str(MAX_EXAMPLES),
         "--seed", str(SEED),
         "--request-timeout", "20",
