@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -21,8 +21,10 @@ from typing import Any, TypeVar, overload
 import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from naboom.ingest.signing import signed_payload
+from naboom.settings import get_settings
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -294,3 +296,20 @@ def drop_mqtt_session(client_id: str, host: str = MQTT_HOST, port: int = MQTT_PO
         client.disconnect()
     except OSError:
         pass
+
+
+@asynccontextmanager
+async def in_process_sessions(stack: Stack) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on ``stack``'s database for this process, with the stack's settings (its secret key
+    decrypts device secrets). The caller restores the environment (pytest's monkeypatch)."""
+    assert stack.database_url is not None
+    for key, value in stack.env().items():
+        if key.startswith("NABOOM_"):
+            os.environ[key] = value
+    get_settings.cache_clear()
+    engine = create_async_engine(stack.database_url)
+    try:
+        yield async_sessionmaker(engine, expire_on_commit=False)
+    finally:
+        await engine.dispose()
+        get_settings.cache_clear()

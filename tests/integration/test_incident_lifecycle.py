@@ -17,13 +17,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from naboom.db import models as m
 from naboom.ingest.schemas import Envelope, Verdict
 from naboom.ingest.service import IngestPolicy, IngestService
 from naboom.ingest.signing import signed_payload
-from naboom.settings import get_settings
 from tests.integration.incident_helpers import (
     ATTACH_WINDOW_SECONDS,
     act,
@@ -39,7 +38,18 @@ from tests.integration.incident_helpers import (
     vehicle_available,
 )
 from tests.integration.live import SseClient
-from tests.support import Server, Stack, psql, publish, publisher, sos, unique_pid, unique_region, wait_for
+from tests.support import (
+    Server,
+    Stack,
+    in_process_sessions,
+    psql,
+    publish,
+    publisher,
+    sos,
+    unique_pid,
+    unique_region,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -519,24 +529,15 @@ def test_a_duplicate_of_an_attached_sos_answers_200_with_the_incident_it_attache
 
 
 @pytest.fixture
-def same_settings_as(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """This process decrypts device secrets with the stack's key, like its server."""
+async def sessions(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """In-process sessions that encrypt and decrypt device secrets with the stack's key, like its server."""
     for key, value in stack.env().items():
         if key.startswith("NABOOM_"):
-            monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield stack
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-async def sessions(same_settings_as: Stack) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    assert same_settings_as.database_url is not None
-    engine = create_async_engine(same_settings_as.database_url)
-    try:
-        yield async_sessionmaker(engine, expire_on_commit=False)
-    finally:
-        await engine.dispose()
+            monkeypatch.setenv(key, value)  # so the environment is restored afterwards
+    async with in_process_sessions(stack) as maker:
+        yield maker
 
 
 def _envelopes(*payloads: dict[str, Any]) -> list[Envelope]:

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from naboom.db import models as m
 from naboom.ingest.schemas import Envelope, Reason, Verdict
 from naboom.ingest.service import IngestPolicy, IngestService
-from naboom.settings import get_settings
 from tests.integration.ingest_helpers import Admin, incidents_of, sql_literal
-from tests.support import Server, Stack, psql, sos, unique_pid, unique_region
+from tests.support import Server, Stack, in_process_sessions, psql, sos, unique_pid, unique_region
 
 VECTOR_PID = "device-1234"
 POLICY = IngestPolicy(
@@ -31,30 +30,21 @@ POLICY = IngestPolicy(
 
 
 @pytest.fixture
-def same_settings_as(real_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """This process encrypts and decrypts device secrets with the stack's key, like its server."""
+async def sessions(
+    real_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """In-process sessions that encrypt and decrypt device secrets with the stack's key, like its server."""
     for key, value in real_stack.env().items():
         if key.startswith("NABOOM_"):
-            monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield real_stack
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-async def sessions(same_settings_as: Stack) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    assert same_settings_as.database_url is not None
-    engine = create_async_engine(same_settings_as.database_url)
-    try:
-        yield async_sessionmaker(engine, expire_on_commit=False)
-    finally:
-        await engine.dispose()
+            monkeypatch.setenv(key, value)  # so the environment is restored afterwards
+    async with in_process_sessions(real_stack) as maker:
+        yield maker
 
 
 async def test_every_signing_vector_is_accepted_or_rejected_as_marked_by_the_real_ingest(
-    signing_vectors: dict[str, Any], sessions: async_sessionmaker[AsyncSession], same_settings_as: Stack
+    signing_vectors: dict[str, Any], sessions: async_sessionmaker[AsyncSession], real_stack: Stack
 ) -> None:
-    stack = same_settings_as
+    stack = real_stack
     assert stack.database_url is not None
     keys = signing_vectors["keys"][VECTOR_PID]
     vector_ts = {case["payload"]["ts"] for case in signing_vectors["cases"]}
