@@ -47,7 +47,7 @@ from naboom.ingest.service import IngestPolicy, IngestService
 from naboom.middleware import AllowedHostsMiddleware
 from naboom.openapi import StrictSchemaPlugin, document_problems
 from naboom.realtime.controller import alerts_socket, stream
-from naboom.realtime.feed import EventIds, KeepHistoryMemoryBackend, LiveFeed, MemoryEventIds, RedisEventIds
+from naboom.realtime.feed import FeedLog, KeepHistoryMemoryBackend, LiveFeed, MemoryFeedLog, RedisFeedLog
 from naboom.regions.controller import RegionController
 from naboom.settings import Settings, get_settings
 from naboom.users.admin_controller import UserAdminController
@@ -124,28 +124,34 @@ async def health(request: Request) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if mqtt_ok else 503)
 
 
+# A region's live stream outlives a quiet day, so a reconnecting monitor can still replay.
+_LIVE_TTL_MS = 24 * 3600 * 1000
+
+
 def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> Litestar:
     """The whole API; ``run_ingest`` also starts the MQTT ingest (and the embedded broker by default)."""
     settings = settings or get_settings()
     db = database_config(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     backend: ChannelsBackend
-    ids: EventIds
     if redis is not None:
         backend = RedisChannelsStreamBackend(
-            history=settings.stream_history, redis=redis, stream_ttl=24 * 3600, key_prefix="naboom:live"
+            history=settings.stream_history, redis=redis, stream_ttl=_LIVE_TTL_MS, key_prefix="naboom:live"
         )
-        ids = RedisEventIds(redis)
     else:
         backend = KeepHistoryMemoryBackend(history=settings.stream_history)
-        ids = MemoryEventIds()
     stores = (
         StoreRegistry(default_factory=lambda name: RedisStore(redis, namespace=f"naboom:{name}"))
         if redis is not None
         else StoreRegistry()
     )
     channels = ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=10_000)
-    feed = LiveFeed(channels, ids, settings.stream_history)
+    feed_log: FeedLog
+    if isinstance(backend, RedisChannelsStreamBackend) and redis is not None:
+        feed_log = RedisFeedLog(redis, backend, history=settings.stream_history, ttl_ms=_LIVE_TTL_MS)
+    else:
+        feed_log = MemoryFeedLog(channels)
+    feed = LiveFeed(channels, feed_log, settings.stream_history)
     policy = IngestPolicy(
         dedup_window=timedelta(seconds=settings.dedup_window_seconds),
         future_skew=timedelta(seconds=settings.future_skew_seconds),

@@ -7,7 +7,7 @@ import json
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 
-from naboom.realtime.feed import LiveFeed, MemoryEventIds
+from naboom.realtime.feed import LiveFeed, MemoryFeedLog
 
 
 def _plugin(history: int) -> ChannelsPlugin:
@@ -15,19 +15,19 @@ def _plugin(history: int) -> ChannelsPlugin:
 
 
 async def test_event_ids_increase_per_region_and_survive_a_new_counter() -> None:
-    ids = MemoryEventIds()
-    first = [await ids.reserve("A", 1) for _ in range(5)]
+    log = MemoryFeedLog(_plugin(history=10))
+    first = [log.reserve("A", 1) for _ in range(5)]
     assert first == sorted(set(first))
-    block = await ids.reserve("A", 10)
-    assert block > first[-1] and await ids.reserve("A", 1) == block + 10
+    block = log.reserve("A", 10)
+    assert block > first[-1] and log.reserve("A", 1) == block + 10
     # a restarted process (new counter) still hands out larger ids: they start from the clock
-    assert await MemoryEventIds().reserve("A", 1) > first[0]
+    assert MemoryFeedLog(_plugin(history=10)).reserve("A", 1) > first[0]
 
 
 async def test_a_burst_published_as_one_message_reaches_subscribers_as_separate_events() -> None:
     channels = _plugin(history=10)
     async with channels:
-        feed = LiveFeed(channels, MemoryEventIds(), history=10)
+        feed = LiveFeed(channels, MemoryFeedLog(channels), history=10)
         async with feed.subscribe("ZA-LP", None) as replay:
             sent = await feed.publish_many("ZA-LP", [("incident.created", {"msg": f"tab\there {n}\n"}) for n in range(3)])
             events = replay.events(heartbeat=5)
@@ -39,7 +39,7 @@ async def test_a_burst_published_as_one_message_reaches_subscribers_as_separate_
 async def test_a_reconnecting_subscriber_gets_exactly_what_it_missed_then_live_events() -> None:
     channels = _plugin(history=10)
     async with channels:
-        feed = LiveFeed(channels, MemoryEventIds(), history=10)
+        feed = LiveFeed(channels, MemoryFeedLog(channels), history=10)
         seen = await feed.publish("ZA-LP", "incident.created", {"id": "a"})
         await feed.publish("ZA-LP", "incident.created", {"id": "b"})
         await feed.publish("OTHER", "incident.created", {"id": "x"})
@@ -58,7 +58,7 @@ async def test_a_reconnecting_subscriber_gets_exactly_what_it_missed_then_live_e
 async def test_a_subscriber_older_than_the_whole_history_is_told_to_resync() -> None:
     channels = _plugin(history=3)
     async with channels:
-        feed = LiveFeed(channels, MemoryEventIds(), history=3)
+        feed = LiveFeed(channels, MemoryFeedLog(channels), history=3)
         old = await feed.publish("ZA-LP", "incident.created", {"id": "lost"})
         for n in range(3):
             await feed.publish("ZA-LP", "incident.created", {"id": n})
@@ -70,7 +70,7 @@ async def test_a_subscriber_older_than_the_whole_history_is_told_to_resync() -> 
 async def test_an_idle_subscriber_gets_heartbeat_marks() -> None:
     channels = _plugin(history=3)
     async with channels:
-        feed = LiveFeed(channels, MemoryEventIds(), history=3)
+        feed = LiveFeed(channels, MemoryFeedLog(channels), history=3)
         async with feed.subscribe("ZA-LP", None) as replay:
             events = replay.events(heartbeat=0.01)
             assert await anext(events) is None

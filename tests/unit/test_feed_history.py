@@ -6,14 +6,14 @@ import json
 
 from litestar.channels import ChannelsPlugin
 
-from naboom.realtime.feed import KeepHistoryMemoryBackend, LiveFeed, MemoryEventIds
+from naboom.realtime.feed import KeepHistoryMemoryBackend, LiveFeed, MemoryFeedLog
 
 
 def _feed(history: int = 10) -> tuple[ChannelsPlugin, LiveFeed]:
     channels = ChannelsPlugin(
         backend=KeepHistoryMemoryBackend(history=history), arbitrary_channels_allowed=True
     )
-    return channels, LiveFeed(channels, MemoryEventIds(), history=history)
+    return channels, LiveFeed(channels, MemoryFeedLog(channels), history=history)
 
 
 async def test_history_survives_the_last_subscriber_leaving() -> None:

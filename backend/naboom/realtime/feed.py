@@ -1,9 +1,15 @@
 """The live feed: per-region event ids, fan-out through Litestar channels, bounded replay.
 
-A channel message carries one or more events, one per line: ``<event id>\\t<type>\\t<json>``
-(msgspec escapes tabs and newlines inside JSON strings). It is encoded once per broadcast and
-split cheaply by every subscriber, so SSE and WebSocket frames never re-encode the JSON, and a
-burst of incidents costs one publish per region, not one per incident.
+A channel message carries one or more events: its first line is the first event's id, then one
+line per event, ``<type>\\t<json of the data>`` (msgspec escapes tabs and newlines inside JSON
+strings); the n-th event's id is ``first + n``. The data is encoded once per broadcast and
+split cheaply by every subscriber, and a burst of incidents costs one publish per region, not
+one per incident.
+
+Ids are handed out in the same step that appends the message to the channel (one Lua script on
+Redis, one uninterrupted step of the event loop in memory), so every subscriber sees a region's
+events in id order even when several API processes publish at once. ``Last-Event-ID`` replay
+and the live de-duplication rely on that order.
 """
 
 from __future__ import annotations
@@ -19,31 +25,80 @@ from typing import Any, Protocol
 import msgspec
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.channels.backends.redis import RedisChannelsStreamBackend
 from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
 
-# Event ids grow across processes and restarts: max(previous + 1, now in microseconds).
-# ARGV[2] ids are reserved at once; the first is returned.
-_NEXT_IDS_LUA = """
+# Ids grow across processes and restarts: max(previous + 1, now in microseconds). ARGV[2] ids are
+# reserved at once and the message (first id, newline, ARGV[3]) is appended to the stream KEYS[2]
+# in the same script, in the entry format of Litestar's RedisChannelsStreamBackend (fields
+# ``data`` and ``channel``), capped and expiring like its own publish.
+_APPEND_LUA = """
 local now = tonumber(ARGV[1])
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-local nxt = math.max(cur + 1, now)
-redis.call('SET', KEYS[1], nxt + tonumber(ARGV[2]) - 1)
-return nxt
+local first = math.max(cur + 1, now)
+redis.call('SET', KEYS[1], string.format('%.0f', first + tonumber(ARGV[2]) - 1))
+local data = string.format('%.0f', first) .. '\\n' .. ARGV[3]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'data', data, 'channel', ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return string.format('%.0f', first)
 """
-
-
-# How many of the newest history entries mark "now" for a client without Last-Event-ID (several
-# API processes may append out of id order).
-_NEWEST_PROBE = 32
 
 
 def channel_for(region: str) -> str:
     """The channel that carries one region's live events."""
     return f"region.{region}"
+
+
+class FeedLog(Protocol):
+    """Numbers a region's events and appends them to its channel, in one indivisible step."""
+
+    async def append(self, region: str, count: int, lines: bytes) -> int:
+        """Append ``count`` events (``lines``, one per event) to ``region``'s channel; returns the first id."""
+        ...
+
+
+class MemoryFeedLog:
+    """Ids and fan-out for a single process (embedded mode)."""
+
+    def __init__(self, channels: ChannelsPlugin) -> None:
+        self._channels = channels
+        self._last: dict[str, int] = {}
+
+    def reserve(self, region: str, count: int) -> int:
+        """Reserve ``count`` consecutive ids for ``region``; returns the first."""
+        first = max(self._last.get(region, 0) + 1, time.time_ns() // 1000)
+        self._last[region] = first + count - 1
+        return first
+
+    async def append(self, region: str, count: int, lines: bytes) -> int:
+        """Append ``count`` events to ``region``'s channel; returns the first id."""
+        # The memory backend queues the message without suspending, so nothing runs between
+        # reserving the ids and appending the message: messages are in id order.
+        first = self.reserve(region, count)
+        await self._channels.wait_published(b"%d\n%s" % (first, lines), channel_for(region))
+        return first
+
+
+class RedisFeedLog:
+    """Ids shared by every API process, appended to Litestar's Redis stream in the same script."""
+
+    def __init__(self, redis: Redis, backend: RedisChannelsStreamBackend, *, history: int, ttl_ms: int) -> None:
+        self._script = redis.register_script(_APPEND_LUA)
+        self._backend = backend
+        self._history = history
+        self._ttl_ms = ttl_ms
+
+    async def append(self, region: str, count: int, lines: bytes) -> int:
+        """Append ``count`` events to ``region``'s stream; returns the first id."""
+        channel = channel_for(region)
+        keys = [f"naboom:event-id:{region}", self._backend._make_key(channel)]  # noqa: SLF001
+        now = time.time_ns() // 1000
+        first = await self._script(keys=keys, args=[now, count, lines, self._history, self._ttl_ms, channel])
+        return int(first)
 
 
 class KeepHistoryMemoryBackend(MemoryChannelsBackend):
@@ -61,65 +116,41 @@ class KeepHistoryMemoryBackend(MemoryChannelsBackend):
 
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
-    """One event as subscribers receive it."""
+    """One event as subscribers receive it: ``json`` is the data with ``type`` and ``event_id`` first."""
 
     event_id: int
     type: str
     json: bytes
 
     @classmethod
+    def numbered(cls, event_id: int, type_: bytes, body: bytes) -> LiveEvent:
+        """The event ``event_id`` of ``type_`` whose data encodes to the JSON object ``body``."""
+        head = b'{"type":"%s","event_id":%d' % (type_, event_id)
+        return cls(event_id, type_.decode(), head + (b"}" if body == b"{}" else b"," + body[1:]))
+
+    @classmethod
     def decode_all(cls, raw: bytes) -> list[LiveEvent]:
         """The events of one channel message."""
+        first, *lines = raw.split(b"\n")
+        start = int(first)
         events = []
-        for line in raw.split(b"\n"):
-            event_id, type_, body = line.split(b"\t", 2)
-            events.append(cls(int(event_id), type_.decode(), body))
+        for n, line in enumerate(lines):
+            type_, body = line.split(b"\t", 1)
+            events.append(cls.numbered(start + n, type_, body))
         return events
 
-    def encode(self) -> bytes:
-        """This event's line in a channel message."""
-        return b"%d\t%s\t%s" % (self.event_id, self.type.encode(), self.json)
 
-
-class EventIds(Protocol):
-    """Hands out increasing event ids per region."""
-
-    async def reserve(self, region: str, count: int) -> int:
-        """Reserve ``count`` consecutive ids for ``region``; returns the first."""
-        ...
-
-
-class MemoryEventIds:
-    """Event ids for a single process."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
-
-    async def reserve(self, region: str, count: int) -> int:
-        """Reserve ``count`` consecutive ids for ``region``; returns the first."""
-        nxt = max(self._last.get(region, 0) + 1, time.time_ns() // 1000)
-        self._last[region] = nxt + count - 1
-        return nxt
-
-
-class RedisEventIds:
-    """Event ids shared by every API process through Redis."""
-
-    def __init__(self, redis: Redis) -> None:
-        self._script = redis.register_script(_NEXT_IDS_LUA)
-
-    async def reserve(self, region: str, count: int) -> int:
-        """Reserve ``count`` consecutive ids for ``region``; returns the first."""
-        now = time.time_ns() // 1000
-        return int(await self._script(keys=[f"naboom:event-id:{region}"], args=[now, count]))
+def encode_lines(items: Sequence[tuple[str, dict[str, Any]]]) -> bytes:
+    """The event lines of a channel message (everything but the first id)."""
+    return b"\n".join(b"%s\t%s" % (type_.encode(), _encoder.encode(data)) for type_, data in items)
 
 
 class LiveFeed:
     """Publishes events to a region's subscribers and replays what a reconnecting client missed."""
 
-    def __init__(self, channels: ChannelsPlugin, ids: EventIds, history: int) -> None:
+    def __init__(self, channels: ChannelsPlugin, log: FeedLog, history: int) -> None:
         self._channels = channels
-        self._ids = ids
+        self._log = log
         self._history = history
 
     async def publish(self, region: str, type_: str, data: dict[str, Any]) -> int:
@@ -131,13 +162,9 @@ class LiveFeed:
         """Broadcast several events to ``region`` in one channel message, ids in the given order."""
         if not items:
             return []
-        first = await self._ids.reserve(region, len(items))
-        events = [
-            LiveEvent(first + n, type_, _encoder.encode({"type": type_, "event_id": first + n, **data}))
-            for n, (type_, data) in enumerate(items)
-        ]
-        await self._channels.wait_published(b"\n".join(e.encode() for e in events), channel_for(region))
-        return events
+        lines = encode_lines(items)
+        first = await self._log.append(region, len(items), lines)
+        return LiveEvent.decode_all(b"%d\n%s" % (first, lines))
 
     @asynccontextmanager
     async def subscribe(self, region: str, last_event_id: int | None) -> AsyncIterator[Replay]:
@@ -151,8 +178,9 @@ class LiveFeed:
         if after is None:
             # A new client wants what happens from now on. Litestar's Redis stream backend reads a
             # stream it starts listening to from the beginning, passing old events off as live:
-            # whatever is in the history before we subscribe is old.
-            recent = await backend.get_history(channel, _NEWEST_PROBE)
+            # whatever is in the history before we subscribe is old, and its newest entry holds
+            # the highest id (ids are appended in order).
+            recent = await backend.get_history(channel, 1)
             after = max((e.event_id for raw in recent for e in LiveEvent.decode_all(raw)), default=0)
         subscriber = await self._channels.subscribe(channel)
         try:
