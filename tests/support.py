@@ -118,6 +118,8 @@ class Stack:
     embedded_mqtt_ws_port: int = field(default_factory=free_port)
     extra: dict[str, str] = field(default_factory=dict)
     secret_key: str = field(default_factory=lambda: f"test-secret-{uuid.uuid4().hex}")
+    # One installation's Redis keys (task queues, scheduler lock, live streams) apart from the others'.
+    redis_prefix: str = field(default_factory=lambda: f"naboom-test-{uuid.uuid4().hex[:8]}")
 
     @property
     def base_url(self) -> str:
@@ -136,6 +138,7 @@ class Stack:
                 "NABOOM_VAR_DIR": str(self.var_dir),
                 "NABOOM_SECRET_KEY": self.secret_key,
                 "NABOOM_HTTP_PORT": str(self.http_port),
+                "NABOOM_REDIS_PREFIX": self.redis_prefix,
                 "NABOOM_MQTT_CLIENT_ID": self.client_id,
                 "NABOOM_EMBEDDED_MQTT_PORT": str(self.embedded_mqtt_port),
                 "NABOOM_EMBEDDED_MQTT_WS_PORT": str(self.embedded_mqtt_ws_port),
@@ -248,6 +251,59 @@ class Server:
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
+
+
+class Process:
+    """A ``naboom`` command other than ``serve`` (``worker``, ``scheduler``) as a real child process.
+
+    ``ready`` is a line its log must show before :meth:`start` returns.
+    """
+
+    def __init__(self, stack: Stack, log_path: Path, *args: str, ready: str) -> None:
+        self.stack = stack
+        self.log_path = log_path
+        self.args = args
+        self.ready = ready
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [NABOOM, *self.args], env={**self.stack.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
+
+        def started() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"naboom {' '.join(self.args)} exited with {self.proc.returncode}; see {self.log_path}")
+            return self.ready in self.log_path.read_text(errors="replace")[offset:]
+
+        wait_for_sync(started, timeout=60, what=f"naboom {' '.join(self.args)} to log {self.ready!r}")
+
+    def log(self) -> str:
+        """Everything the process has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+
+def worker(stack: Stack, log_path: Path, *queues: str) -> Process:
+    """``naboom worker`` for ``queues`` (both when none), not yet started."""
+    args = [a for q in queues for a in ("--queue", q)]
+    return Process(stack, log_path, "worker", *args, ready="worker for")
+
+
+def scheduler(stack: Stack, log_path: Path) -> Process:
+    """``naboom scheduler``, not yet started; it is ready once it leads or stands by."""
+    return Process(stack, log_path, "scheduler", ready="scheduler ")
 
 
 def sos(credentials: dict[str, Any], nonce: str | int | None = None, **fields: Any) -> dict[str, Any]:

@@ -16,9 +16,6 @@ from advanced_alchemy.exceptions import NotFoundError as RowNotFoundError
 from advanced_alchemy.exceptions import RepositoryError
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Request, Response, get
-from litestar.channels import ChannelsPlugin
-from litestar.channels.backends.base import ChannelsBackend
-from litestar.channels.backends.redis import RedisChannelsStreamBackend
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
@@ -35,6 +32,9 @@ from litestar.stores.registry import StoreRegistry
 from redis.asyncio import Redis
 
 from naboom.audit.controller import AuditController
+from naboom.background.broker import open_work
+from naboom.background.controller import BackgroundController
+from naboom.background.scheduler import SchedulerState, run_scheduler
 from naboom.db.config import database_config
 from naboom.devices.controller import DeviceController
 from naboom.errors import NaboomError
@@ -47,7 +47,7 @@ from naboom.ingest.service import IngestPolicy, IngestService
 from naboom.middleware import AllowedHostsMiddleware
 from naboom.openapi import StrictSchemaPlugin, document_problems
 from naboom.realtime.controller import alerts_socket, stream
-from naboom.realtime.feed import FeedLog, KeepHistoryMemoryBackend, LiveFeed, MemoryFeedLog, RedisFeedLog
+from naboom.realtime.feed import make_feed
 from naboom.regions.controller import RegionController
 from naboom.settings import Settings, get_settings
 from naboom.users.admin_controller import UserAdminController
@@ -124,34 +124,17 @@ async def health(request: Request) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if mqtt_ok else 503)
 
 
-# A region's live stream outlives a quiet day, so a reconnecting monitor can still replay.
-_LIVE_TTL_MS = 24 * 3600 * 1000
-
-
 def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> Litestar:
     """The whole API; ``run_ingest`` also starts the MQTT ingest (and the embedded broker by default)."""
     settings = settings or get_settings()
     db = database_config(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    backend: ChannelsBackend
-    if redis is not None:
-        backend = RedisChannelsStreamBackend(
-            history=settings.stream_history, redis=redis, stream_ttl=_LIVE_TTL_MS, key_prefix="naboom:live"
-        )
-    else:
-        backend = KeepHistoryMemoryBackend(history=settings.stream_history)
+    channels, feed = make_feed(settings, redis)
     stores = (
-        StoreRegistry(default_factory=lambda name: RedisStore(redis, namespace=f"naboom:{name}"))
+        StoreRegistry(default_factory=lambda name: RedisStore(redis, namespace=f"{settings.redis_prefix}:{name}"))
         if redis is not None
         else StoreRegistry()
     )
-    channels = ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=10_000)
-    feed_log: FeedLog
-    if isinstance(backend, RedisChannelsStreamBackend) and redis is not None:
-        feed_log = RedisFeedLog(redis, backend, history=settings.stream_history, ttl_ms=_LIVE_TTL_MS)
-    else:
-        feed_log = MemoryFeedLog(channels)
-    feed = LiveFeed(channels, feed_log, settings.stream_history)
     policy = IngestPolicy(
         dedup_window=timedelta(seconds=settings.dedup_window_seconds),
         future_skew=timedelta(seconds=settings.future_skew_seconds),
@@ -166,6 +149,14 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
         async with AsyncExitStack() as stack:
             if redis is not None:
                 stack.push_async_callback(redis.aclose)
+            # Tasks are queued from here; on embedded defaults they also run here, and this
+            # process is the scheduler (with Redis, `naboom worker` and `naboom scheduler` do).
+            work = await stack.enter_async_context(open_work(settings, db=db, feed=feed, redis=redis))
+            app.state.work = work
+            pipeline.tasks = work.tasks
+            if redis is None and run_ingest:
+                scheduling = asyncio.create_task(run_scheduler(work, app.state.scheduler), name="scheduler")
+                stack.push_async_callback(_cancel, scheduling)
             if mqtt is not None:
                 if settings.embedded_mqtt:
                     await stack.enter_async_context(embedded_broker(settings))
@@ -185,6 +176,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
             DeviceController,
             SubmitController,
             IngestAdminController,
+            BackgroundController,
             stream,
             alerts_socket,
             health,
@@ -240,6 +232,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
                 "feed": feed,
                 "ingest": pipeline,
                 "mqtt": mqtt,
+                "scheduler": SchedulerState(),
             }
         ),
     )

@@ -81,6 +81,33 @@ def serve() -> None:
 
 
 @main.command()
+@click.option(
+    "--queue",
+    "queues",
+    type=click.Choice(["critical", "general"]),
+    multiple=True,
+    help="Queue to work (repeat for both; default: both).",
+)
+def worker(queues: tuple[str, ...]) -> None:
+    """Run a TaskIQ worker: alerts and escalation (critical), housekeeping (general)."""
+    from naboom.background.runner import run_worker
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_worker(settings, queues or ("critical", "general")))
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the scheduler of periodic tasks; a second one stands by until the first stops."""
+    from naboom.background.runner import run_scheduler_process
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_scheduler_process(settings))
+
+
+@main.command()
 def dev() -> None:
     """Everything in one process on embedded defaults; creates a demo login and device."""
     from naboom.db.config import database_config, upgrade

@@ -52,6 +52,8 @@ class Settings:
 
     database_url: str
     redis_url: str | None
+    # Every Redis key of this deployment starts with it (several deployments may share a Redis).
+    redis_prefix: str
     mqtt_url: str | None
     http_host: str
     http_port: int
@@ -81,6 +83,32 @@ class Settings:
     sms_provider: str
     clickatell_api_key: str | None = field(repr=False)
     log_level: str
+    public_url: str
+    clickatell_url: str
+    sms_fallback_provider: str | None
+    fallback_clickatell_api_key: str | None = field(repr=False)
+    fallback_clickatell_url: str
+    sms_callback_secret: str | None = field(repr=False)
+    sms_timeout_seconds: float
+    sms_max_attempts: int
+    sms_retry_base_seconds: float
+    sms_retry_max_seconds: float
+    breaker_failure_threshold: int
+    breaker_cooldown_seconds: float
+    task_idle_timeout_seconds: float
+    worker_concurrency: int
+    scheduler_lock_seconds: float
+    escalation_check_seconds: int
+    outbox_sweep_seconds: int
+    retention_incident_days: int
+    retention_event_days: int
+    retention_vehicle_ping_days: int
+    retention_rejection_days: int
+    retention_receipt_days: int
+    retention_message_days: int
+    location_coarsen_days: int
+    location_remove_days: int
+    coverage_cell_degrees: float
 
     @property
     def embedded_database(self) -> bool:
@@ -122,6 +150,7 @@ class Settings:
         return cls(
             database_url=env.get("NABOOM_DATABASE_URL") or f"sqlite+aiosqlite:///{var_dir / 'naboom.sqlite3'}",
             redis_url=env.get("NABOOM_REDIS_URL") or None,
+            redis_prefix=env.get("NABOOM_REDIS_PREFIX") or "naboom",
             mqtt_url=env.get("NABOOM_MQTT_URL") or None,
             http_host=env.get("NABOOM_HTTP_HOST", "127.0.0.1"),
             http_port=http_port,
@@ -152,6 +181,35 @@ class Settings:
             sms_provider=env.get("NABOOM_SMS_PROVIDER", "console"),
             clickatell_api_key=env.get("NABOOM_CLICKATELL_API_KEY") or None,
             log_level=env.get("NABOOM_LOG_LEVEL", "INFO"),
+            # Links in SMS point here (the monitor's address as responders reach it).
+            public_url=(env.get("NABOOM_PUBLIC_URL") or f"http://localhost:{http_port}").rstrip("/"),
+            clickatell_url=env.get("NABOOM_CLICKATELL_URL", "https://platform.clickatell.com").rstrip("/"),
+            sms_fallback_provider=env.get("NABOOM_SMS_FALLBACK_PROVIDER") or None,
+            fallback_clickatell_api_key=env.get("NABOOM_FALLBACK_CLICKATELL_API_KEY") or None,
+            fallback_clickatell_url=env.get(
+                "NABOOM_FALLBACK_CLICKATELL_URL", "https://platform.clickatell.com"
+            ).rstrip("/"),
+            sms_callback_secret=env.get("NABOOM_SMS_CALLBACK_SECRET") or None,
+            sms_timeout_seconds=float(env.get("NABOOM_SMS_TIMEOUT_SECONDS", "10")),
+            sms_max_attempts=int(env.get("NABOOM_SMS_MAX_ATTEMPTS", "5")),
+            sms_retry_base_seconds=float(env.get("NABOOM_SMS_RETRY_BASE_SECONDS", "5")),
+            sms_retry_max_seconds=float(env.get("NABOOM_SMS_RETRY_MAX_SECONDS", "25")),
+            breaker_failure_threshold=int(env.get("NABOOM_SMS_BREAKER_THRESHOLD", "3")),
+            breaker_cooldown_seconds=float(env.get("NABOOM_SMS_BREAKER_COOLDOWN_SECONDS", "60")),
+            task_idle_timeout_seconds=float(env.get("NABOOM_TASK_IDLE_TIMEOUT_SECONDS", "60")),
+            worker_concurrency=int(env.get("NABOOM_WORKER_CONCURRENCY", "50")),
+            scheduler_lock_seconds=float(env.get("NABOOM_SCHEDULER_LOCK_SECONDS", "15")),
+            escalation_check_seconds=int(env.get("NABOOM_ESCALATION_CHECK_SECONDS", "60")),
+            outbox_sweep_seconds=int(env.get("NABOOM_OUTBOX_SWEEP_SECONDS", "60")),
+            retention_incident_days=int(env.get("NABOOM_RETENTION_INCIDENT_DAYS", "1095")),
+            retention_event_days=int(env.get("NABOOM_RETENTION_EVENT_DAYS", "1095")),
+            retention_vehicle_ping_days=int(env.get("NABOOM_RETENTION_VEHICLE_PING_DAYS", "90")),
+            retention_rejection_days=int(env.get("NABOOM_RETENTION_REJECTION_DAYS", "30")),
+            retention_receipt_days=int(env.get("NABOOM_RETENTION_RECEIPT_DAYS", "30")),
+            retention_message_days=int(env.get("NABOOM_RETENTION_MESSAGE_DAYS", "365")),
+            location_coarsen_days=int(env.get("NABOOM_LOCATION_COARSEN_DAYS", "90")),
+            location_remove_days=int(env.get("NABOOM_LOCATION_REMOVE_DAYS", "730")),
+            coverage_cell_degrees=float(env.get("NABOOM_COVERAGE_CELL_DEGREES", "0.01")),
         )
 
 

@@ -99,6 +99,7 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/panic/api/stream"): REGION_READ,
     ("WS", "/ws/alerts/{region}"): (403, 101, 101, 403, 101),
     # operations and the OpenAPI document
+    ("GET", "/api/system/background"): admin_only(),
     ("GET", "/monitoring/health"): PUBLIC,
     ("GET", "/schema"): PUBLIC,
     ("GET", "/schema/openapi.json"): PUBLIC,

@@ -9,9 +9,9 @@ from taskiq import InMemoryBroker
 from taskiq_redis import RedisStreamBroker
 
 from naboom.app import create_app
+from naboom.background.broker import create_broker
 from naboom.db.config import database_config
 from naboom.settings import Settings
-from naboom.worker import create_broker
 
 
 def test_unset_variables_mean_the_embedded_defaults(tmp_path: Path) -> None:

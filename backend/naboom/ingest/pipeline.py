@@ -10,8 +10,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from naboom.background.broker import TaskQueue
 from naboom.ingest.schemas import Envelope, Outcome
 from naboom.ingest.service import IngestService, Stored
+from naboom.notify.tasks import alert_new_incidents
 from naboom.realtime.feed import LiveFeed
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ class IngestPipeline:
         self.sessions = sessions
         self.service = service
         self.feed = feed
+        # Set by the app's lifespan; new incidents' SMS alerts are queued through it.
+        self.tasks: TaskQueue | None = None
         self._batches = 0
 
     async def store(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], Stored]:
@@ -47,3 +51,9 @@ class IngestPipeline:
             by_region[incident.region].append(("incident.updated", incident.event_data(change)))
         for region, items in by_region.items():
             await self.feed.publish_many(region, items)
+        if stored.created and self.tasks is not None:
+            try:
+                await self.tasks.kick(alert_new_incidents, [str(incident.id) for incident in stored.created])
+            except Exception:
+                # Committed incidents are not lost: the outbox sweep queues alerts it finds missing.
+                log.exception("could not queue SMS alerts for %d new incidents", len(stored.created))

@@ -10,14 +10,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import msgspec
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.db import models as m
+from naboom.db.inserts import insert_ignore, table_of
 from naboom.incidents.schemas import Change, IncidentOut
 from naboom.incidents.service import ACTIVE_STATUSES
 from naboom.ingest.schemas import (
@@ -188,16 +188,6 @@ def _change(item: _Checked) -> Change:
     )
 
 
-def _table(model: type[Any]) -> Table:
-    """A model's table, for Core inserts that skip the ORM's per-row bookkeeping."""
-    return cast(Table, model.__table__)
-
-
-def _insert_ignore(session: AsyncSession, table: Table) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING`` in the session's dialect."""
-    dialect = session.get_bind().dialect.name
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    return stmt.on_conflict_do_nothing()
 
 
 class IngestService:
@@ -269,7 +259,7 @@ class IngestService:
         for item in fresh:
             outcomes[item.index] = Outcome(Verdict.ACCEPTED, incident_id=item.incident_id)
         if rejections:
-            await session.execute(insert(_table(m.IngestRejection)), rejections)
+            await session.execute(insert(table_of(m.IngestRejection)), rejections)
 
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(envelopes)
@@ -366,7 +356,7 @@ class IngestService:
             {"key": key, "digest": c.digest, "incident_id": c.incident_id, "received_at": now} for key, c in first.items()
         ]
         # executemany keeps one cached statement whatever the batch size
-        inserted = set(await session.scalars(_insert_ignore(session, _table(m.SosReceipt)).returning(m.SosReceipt.key), rows))
+        inserted = set(await session.scalars(insert_ignore(session, table_of(m.SosReceipt)).returning(m.SosReceipt.key), rows))
         fresh = [first[key] for key in first if key in inserted]
         missing = [key for key in first if key not in inserted]
         stored: dict[str, tuple[str, uuid.UUID]] = {}
@@ -375,7 +365,7 @@ class IngestService:
             self._plan(fresh, attachable)
             moved = [{"b_key": c.key, "b_incident": c.incident_id} for c in fresh if c.incident_id != planned[c.key]]
             if moved:
-                receipt = _table(m.SosReceipt)
+                receipt = table_of(m.SosReceipt)
                 await session.execute(
                     update(receipt).where(receipt.c.key == bindparam("b_key")).values(incident_id=bindparam("b_incident")),
                     moved,
@@ -481,9 +471,9 @@ class IngestService:
             )
 
         if new_rows:
-            await session.execute(insert(_table(m.Incident)), new_rows)
+            await session.execute(insert(table_of(m.Incident)), new_rows)
         if attach_rows:
-            table = _table(m.Incident)
+            table = table_of(m.Incident)
             await session.execute(
                 update(table)
                 .where(table.c.id == bindparam("b_id"))
@@ -500,10 +490,10 @@ class IngestService:
                 {"incident_id": item.incident_id, "type": change.type, "actor": change.actor,
                  "created_at": change.at, "payload": change.payload}
             )
-        await session.execute(insert(_table(m.IncidentEvent)), events)
+        await session.execute(insert(table_of(m.IncidentEvent)), events)
         # Each device's newest message and when it was heard; rows in id order, as other batches lock them.
         latest = {c.device.id: c for c in fresh}
-        device = _table(m.Device)
+        device = table_of(m.Device)
         await session.execute(
             update(device)
             .where(device.c.id == bindparam("b_id"))

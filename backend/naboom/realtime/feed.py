@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
-from litestar.channels import ChannelsPlugin
+from litestar.channels import ChannelsBackend, ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.channels.backends.redis import RedisChannelsStreamBackend
 from redis.asyncio import Redis
+
+from naboom.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,38 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'data', data, 'channel'
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return string.format('%.0f', first)
 """
+
+
+# A region's live stream outlives a quiet day, so a reconnecting monitor can still replay.
+LIVE_TTL_MS = 24 * 3600 * 1000
+
+
+def make_feed(settings: Settings, redis: Redis | None) -> tuple[ChannelsPlugin, LiveFeed]:
+    """The channels plugin and the live feed on it: Redis streams when Redis is set, else memory."""
+    backend: ChannelsBackend
+    if redis is not None:
+        backend = RedisChannelsStreamBackend(
+            history=settings.stream_history, redis=redis, stream_ttl=LIVE_TTL_MS, key_prefix=f"{settings.redis_prefix}:live"
+        )
+    else:
+        backend = KeepHistoryMemoryBackend(history=settings.stream_history)
+    channels = ChannelsPlugin(backend=backend, arbitrary_channels_allowed=True, subscriber_max_backlog=10_000)
+    feed_log: FeedLog
+    if isinstance(backend, RedisChannelsStreamBackend) and redis is not None:
+        feed_log = RedisFeedLog(
+            redis, backend, history=settings.stream_history, ttl_ms=LIVE_TTL_MS, prefix=settings.redis_prefix
+        )
+    else:
+        feed_log = MemoryFeedLog(channels)
+    return channels, LiveFeed(channels, feed_log, settings.stream_history)
+
+
+@asynccontextmanager
+async def open_feed(settings: Settings, redis: Redis | None) -> AsyncIterator[LiveFeed]:
+    """A live feed for a process without the Litestar app (a worker): publishes like the API does."""
+    channels, feed = make_feed(settings, redis)
+    async with channels:
+        yield feed
 
 
 def channel_for(region: str) -> str:
@@ -86,7 +120,10 @@ class MemoryFeedLog:
 class RedisFeedLog:
     """Ids shared by every API process, appended to Litestar's Redis stream in the same script."""
 
-    def __init__(self, redis: Redis, backend: RedisChannelsStreamBackend, *, history: int, ttl_ms: int) -> None:
+    def __init__(
+        self, redis: Redis, backend: RedisChannelsStreamBackend, *, history: int, ttl_ms: int, prefix: str = "naboom"
+    ) -> None:
+        self._prefix = prefix
         self._script = redis.register_script(_APPEND_LUA)
         self._backend = backend
         self._history = history
@@ -95,7 +132,7 @@ class RedisFeedLog:
     async def append(self, region: str, count: int, lines: bytes) -> int:
         """Append ``count`` events to ``region``'s stream; returns the first id."""
         channel = channel_for(region)
-        keys = [f"naboom:event-id:{region}", self._backend._make_key(channel)]  # noqa: SLF001
+        keys = [f"{self._prefix}:event-id:{region}", self._backend._make_key(channel)]  # noqa: SLF001
         now = time.time_ns() // 1000
         first = await self._script(keys=keys, args=[now, count, lines, self._history, self._ttl_ms, channel])
         return int(first)

@@ -56,6 +56,10 @@ class Incident(UUIDAuditBase):
     vehicle_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vehicle.id", ondelete="SET NULL"), default=None)
     closed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     closed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    # exact | coarse (rounded to about 1 km by retention) | removed
+    location_precision: Mapped[str] = mapped_column(String(8), default="exact", server_default="exact")
+    # When the responders' SMS for this incident were queued (the sweep finds incidents without).
+    alerted_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     events: Mapped[list[IncidentEvent]] = relationship(
         back_populates="incident", lazy="noload", cascade="all, delete-orphan", order_by="IncidentEvent.id"
     )

@@ -1,0 +1,1 @@
+"""Background work on TaskIQ: queues, the task registry, workers and the one scheduler."""
