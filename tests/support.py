@@ -219,42 +219,8 @@ class Stack:
         return r.json()
 
 
-class Server:
-    """``naboom serve`` as a real child process."""
-
-    def __init__(self, stack: Stack, log_path: Path) -> None:
-        self.stack = stack
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, wait_mqtt: bool = True) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([NABOOM, "serve"], env=self.stack.env(), stdout=log, stderr=subprocess.STDOUT)
-
-        def healthy() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"naboom serve exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                r = httpx.get(f"{self.stack.base_url}/monitoring/health/", timeout=1)
-            except httpx.HTTPError:
-                return False
-            return r.status_code == 200 or not wait_mqtt
-
-        wait_for_sync(healthy, timeout=60, what="naboom serve to become healthy")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-        self.proc = None
-
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM)
-
-
 class Process:
-    """A ``naboom`` command other than ``serve`` (``worker``, ``scheduler``) as a real child process.
+    """A ``naboom`` command (``worker``, ``scheduler``; ``serve`` is :class:`Server`) as a real child process.
 
     ``ready`` is a line its log must show before :meth:`start` returns.
     """
@@ -293,6 +259,31 @@ class Process:
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
+
+
+class Server(Process):
+    """``naboom serve`` as a real child process; started once its health check answers."""
+
+    def __init__(self, stack: Stack, log_path: Path) -> None:
+        super().__init__(stack, log_path, "serve", ready="")
+
+    def start(self, env: dict[str, str] | None = None, wait_mqtt: bool = True) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [NABOOM, "serve"], env={**self.stack.env(), **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
+
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"naboom serve exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                r = httpx.get(f"{self.stack.base_url}/monitoring/health/", timeout=1)
+            except httpx.HTTPError:
+                return False
+            return r.status_code == 200 or not wait_mqtt
+
+        wait_for_sync(healthy, timeout=60, what="naboom serve to become healthy")
 
 
 def worker(stack: Stack, log_path: Path, *queues: str) -> Process:

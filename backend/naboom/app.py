@@ -35,9 +35,11 @@ from naboom.audit.controller import AuditController
 from naboom.background.broker import open_work
 from naboom.background.controller import BackgroundController
 from naboom.background.scheduler import SchedulerState, run_scheduler
+from naboom.coverage.controller import CoverageController
 from naboom.db.config import database_config
 from naboom.devices.controller import DeviceController
 from naboom.errors import NaboomError
+from naboom.escalation.controller import EscalationRuleController
 from naboom.incidents.controller import IncidentController
 from naboom.ingest.controller import IngestAdminController, SubmitController
 from naboom.ingest.embedded_broker import embedded_broker
@@ -45,10 +47,12 @@ from naboom.ingest.mqtt import MqttIngest
 from naboom.ingest.pipeline import IngestPipeline
 from naboom.ingest.service import IngestPolicy, IngestService
 from naboom.middleware import AllowedHostsMiddleware
+from naboom.notify.controller import ContactController, SmsController
 from naboom.openapi import StrictSchemaPlugin, document_problems
 from naboom.realtime.controller import alerts_socket, stream
 from naboom.realtime.feed import make_feed
 from naboom.regions.controller import RegionController
+from naboom.retention.controller import RetentionController
 from naboom.settings import Settings, get_settings
 from naboom.users.admin_controller import UserAdminController
 from naboom.users.auth import CSRF_HEADER, SESSION_COOKIE, TokenAuthMiddleware, TokenCodec
@@ -63,6 +67,8 @@ PUBLIC_PATHS = [
     "^/panic/api/submit$",
     # vehicles authenticate with their own token, checked by the ping handler
     "^/panic/api/vehicle/ping$",
+    # the SMS gateway authenticates with the shared callback secret, checked by the handler's guard
+    "^/api/sms/callback$",
     "^/schema",
     "^/monitoring/",
     "^/monitor",
@@ -177,6 +183,11 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
             SubmitController,
             IngestAdminController,
             BackgroundController,
+            ContactController,
+            SmsController,
+            RetentionController,
+            CoverageController,
+            EscalationRuleController,
             stream,
             alerts_socket,
             health,

@@ -46,6 +46,13 @@ class PermissionDeniedError(NaboomError):
     title = "Forbidden"
 
 
+class UnavailableError(NaboomError):
+    """This server cannot do that now (a feature not configured, a dependency down)."""
+
+    status_code = 503
+    title = "Service Unavailable"
+
+
 class TooManyRequestsError(NaboomError):
     """Slow down; ``Retry-After`` says for how long."""
 

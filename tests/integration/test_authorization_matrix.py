@@ -28,7 +28,7 @@ from naboom.app import create_app
 from naboom.settings import Settings
 from tests.integration.api_helpers import PASSWORD, Api
 from tests.integration.live import ws_handshake
-from tests.support import Server, Stack, sos, unique_pid
+from tests.support import Server, Stack, psql, sos, unique_pid
 
 PRINCIPALS = ("anonymous", "viewer", "operator", "outsider", "admin")
 Row = tuple[int, int, int, int, int]
@@ -63,6 +63,9 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/api/regions"): SIGNED_IN,
     ("POST", "/api/regions"): admin_only(201),
     ("PATCH", "/api/regions/{code}"): admin_only(),
+    ("GET", "/api/regions/{code}/coverage"): REGION_READ,
+    ("GET", "/api/regions/{code}/coverage/days"): REGION_READ,
+    ("POST", "/api/regions/{code}/coverage/{day}/compute"): admin_only(),
     # devices and keys
     ("GET", "/api/devices"): admin_only(),
     ("POST", "/api/devices"): admin_only(201),
@@ -95,11 +98,28 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("POST", "/api/vehicles/{vehicle_id}/activate"): admin_only(),
     # Vehicles authenticate with their own token: no user session is one (see the vehicle cell below).
     ("POST", "/panic/api/vehicle/ping"): (401, 401, 401, 401, 401),
+    # escalation rules
+    ("GET", "/api/escalation-rules"): admin_only(),
+    ("POST", "/api/escalation-rules"): admin_only(201),
+    ("GET", "/api/escalation-rules/{rule_id}"): admin_only(),
+    ("PATCH", "/api/escalation-rules/{rule_id}"): admin_only(),
+    ("DELETE", "/api/escalation-rules/{rule_id}"): admin_only(204),
+    # SMS: responder contacts (admins), the outbound log (each caller's regions), providers (admins)
+    ("GET", "/api/regions/{code}/contacts"): admin_only(),
+    ("POST", "/api/regions/{code}/contacts"): admin_only(201),
+    ("PATCH", "/api/regions/{code}/contacts/{contact_id}"): admin_only(),
+    ("DELETE", "/api/regions/{code}/contacts/{contact_id}"): admin_only(204),
+    ("GET", "/api/sms/messages"): SIGNED_IN,
+    ("GET", "/api/sms/messages/{message_id}"): REGION_READ,
+    ("GET", "/api/sms/providers"): admin_only(),
+    # The gateway authenticates with the callback secret, not a session; none is configured here.
+    ("POST", "/api/sms/callback"): (503, 503, 503, 503, 503),
     # live feeds
     ("GET", "/panic/api/stream"): REGION_READ,
     ("WS", "/ws/alerts/{region}"): (403, 101, 101, 403, 101),
     # operations and the OpenAPI document
     ("GET", "/api/system/background"): admin_only(),
+    ("GET", "/api/system/retention"): admin_only(),
     ("GET", "/monitoring/health"): PUBLIC,
     ("GET", "/schema"): PUBLIC,
     ("GET", "/schema/openapi.json"): PUBLIC,
@@ -200,6 +220,9 @@ CALLS: dict[tuple[str, str], Call] = {
     ),
     ("POST", "/api/regions"): Call(body=lambda w: {"code": f"ZA-{uuid.uuid4().hex[:6]}", "name": "New"}),
     ("PATCH", "/api/regions/{code}"): Call(params=lambda w: {"code": w.region}, body=lambda w: {"name": "Region A"}),
+    ("GET", "/api/regions/{code}/coverage"): Call(params=lambda w: _covered_region(w)),
+    ("GET", "/api/regions/{code}/coverage/days"): Call(params=lambda w: {"code": w.region}),
+    ("POST", "/api/regions/{code}/coverage/{day}/compute"): Call(params=lambda w: {"code": w.region, "day": _yesterday()}),
     ("POST", "/api/devices"): Call(body=lambda w: {"pid": unique_pid("mx"), "region": w.region}),
     ("GET", "/api/devices/{pid}"): Call(params=lambda w: {"pid": w.device()["pid"]}),
     ("GET", "/api/devices/{pid}/rejections"): Call(params=lambda w: {"pid": w.device()["pid"]}),
@@ -232,16 +255,74 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/panic/api/vehicle/ping"): Call(
         body=lambda w: {"lat": -24.5, "lng": 28.7, "ts": datetime.now(UTC).isoformat()}
     ),
+    ("POST", "/api/escalation-rules"): Call(body=lambda w: _escalation_rule_body(w)),
+    ("GET", "/api/escalation-rules/{rule_id}"): Call(params=lambda w: _escalation_rule(w)),
+    ("PATCH", "/api/escalation-rules/{rule_id}"): Call(
+        params=lambda w: _escalation_rule(w), body=lambda w: {"active": False}
+    ),
+    ("DELETE", "/api/escalation-rules/{rule_id}"): Call(params=lambda w: _escalation_rule(w)),
+    ("GET", "/api/regions/{code}/contacts"): Call(params=lambda w: {"code": w.region}),
+    ("POST", "/api/regions/{code}/contacts"): Call(
+        params=lambda w: {"code": w.region}, body=lambda w: {"name": "Responder", "phone": _new_phone()}
+    ),
+    ("PATCH", "/api/regions/{code}/contacts/{contact_id}"): Call(params=lambda w: _contact(w), body=lambda w: {"active": False}),
+    ("DELETE", "/api/regions/{code}/contacts/{contact_id}"): Call(params=lambda w: _contact(w)),
+    ("GET", "/api/sms/messages/{message_id}"): Call(params=lambda w: _sms_message(w)),
+    ("POST", "/api/sms/callback"): Call(body=lambda w: {"messageId": "mx", "statusCode": 4, "status": "RECEIVED_BY_RECIPIENT"}),
     ("GET", "/panic/api/stream"): Call(query=lambda w: {"region": w.region}),
     ("WS", "/ws/alerts/{region}"): Call(params=lambda w: {"region": w.region}),
     ("GET", "/schema/{path}"): Call(params=lambda w: {"path": "no-such-page.json"}),
 }
 
 
+def _yesterday() -> str:
+    return (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+
+
+def _covered_region(w: World) -> dict[str, Any]:
+    """Region A with a coverage report, so reading it can succeed."""
+    w.admin.ok("POST", f"/api/regions/{w.region}/coverage/{_yesterday()}/compute", status=200)
+    return {"code": w.region}
+
+
+def _new_phone() -> str:
+    return f"+2783{uuid.uuid4().int % 10**7:07d}"
+
+
+def _contact(w: World) -> dict[str, Any]:
+    """A responder contact of region A."""
+    contact = w.admin.ok("POST", f"/api/regions/{w.region}/contacts", {"name": "Responder", "phone": _new_phone()}, status=201)
+    return {"code": w.region, "contact_id": contact["id"]}
+
+
+def _sms_message(w: World) -> dict[str, Any]:
+    """An outbound message about an incident of region A, stored straight in the database (no worker runs here)."""
+    assert w.stack.database_url is not None
+    incident_id, message_id = w.incident(), uuid.uuid4()
+    psql(
+        w.stack.database_url,
+        "INSERT INTO outbound_message (id, key, incident_id, region, step, recipient, body, status, attempts, "
+        f"created_at, updated_at) VALUES ('{message_id}', '{incident_id}:new:mx', '{incident_id}', '{w.region}', "
+        "'new', '+27820000000', 'SOS', 'sent', 1, now(), now())",
+    )
+    return {"message_id": str(message_id)}
+
+
 def _inactive_device(w: World) -> dict[str, Any]:
     pid = w.device()["pid"]
     w.admin.ok("POST", f"/api/devices/{pid}/deactivate")
     return {"pid": pid}
+
+
+def _escalation_rule_body(w: World) -> dict[str, Any]:
+    level = {"threshold_minutes": 5, "targets": ["+27820000001"], "template": "Incident {incident} waits"}
+    # Inactive: it never fires for the matrix's incidents.
+    return {"region": w.region, "name": f"mx-{uuid.uuid4().hex[:8]}", "levels": [level], "active": False}
+
+
+def _escalation_rule(w: World) -> dict[str, Any]:
+    rule = w.admin.ok("POST", "/api/escalation-rules", _escalation_rule_body(w), status=201)
+    return {"rule_id": rule["id"]}
 
 
 @pytest.fixture(scope="module")

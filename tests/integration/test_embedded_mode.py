@@ -296,3 +296,24 @@ async def _ws_publisher(port: int) -> AsyncIterator[paho.Client]:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+async def test_embedded_server_is_its_own_worker_and_scheduler(embedded: Server, admin: str) -> None:
+    stack = embedded.stack
+
+    def background() -> dict[str, Any]:
+        r = httpx.get(f"{stack.base_url}/api/system/background", headers={"Authorization": f"Bearer {admin}"})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    status = background()
+    assert status["scheduler"]["mode"] == "embedded"
+    assert status["scheduler"]["leader"], status
+    assert {q["name"]: q["backend"] for q in status["queues"]} == {"critical": "in-process", "general": "in-process"}
+    # Interval tasks are sent when the scheduler starts: the in-process scheduler has sent some.
+    sent = await wait_for(
+        lambda: background()["scheduler"]["sent"].get(status["scheduler"]["leader"]),
+        timeout=30,
+        what="the in-process scheduler to send its first periodic task",
+    )
+    assert sent >= 1

@@ -17,14 +17,16 @@ accepts a Unix timestamp where the document says date-time) and ``allow_header_c
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import Server
+from tests.support import Server, Stack
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CHECKS = ",".join(
@@ -71,6 +73,18 @@ def _user(server: Server, role: str, *regions: str) -> str:
     name = f"st-{role}-{uuid.uuid4().hex[:6]}"
     server.stack.create_user(name, role, *regions)
     return server.stack.login(name)
+
+
+@pytest.fixture(scope="module")
+def server(real_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``naboom serve`` with an SMS callback secret, so the callback route answers the fuzzer 401 (unset, it is 503)."""
+    stack = dataclasses.replace(
+        real_stack, extra={**real_stack.extra, "NABOOM_SMS_CALLBACK_SECRET": f"st-{uuid.uuid4().hex}"}
+    )
+    srv = Server(stack, tmp_path_factory.mktemp("logs") / "serve.log")
+    srv.start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture(scope="module")

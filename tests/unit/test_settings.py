@@ -51,3 +51,19 @@ def test_urls_switch_each_part_to_the_real_service(tmp_path: Path) -> None:
 def test_a_shared_database_requires_an_explicit_secret_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="NABOOM_SECRET_KEY"):
         Settings.from_env({"NABOOM_VAR_DIR": str(tmp_path), "NABOOM_DATABASE_URL": "postgresql+asyncpg://x/y"})
+
+
+def test_every_setting_is_documented_in_the_readme_and_the_env_example() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    names = set(re.findall(r'"(NABOOM_[A-Z0-9_]+)"', (root / "backend/naboom/settings.py").read_text()))
+    readme = (root / "README.md").read_text()
+    example = (root / ".env.example").read_text()
+    assert names, "no NABOOM_* variable found in settings.py"
+    assert not sorted(n for n in names if n not in readme), "undocumented in README.md"
+    # Set by compose.yaml or only meaningful on a developer's machine:
+    local = {"NABOOM_VAR_DIR", "NABOOM_HTTP_HOST", "NABOOM_HTTP_PORT", "NABOOM_DATABASE_URL", "NABOOM_REDIS_URL",
+             "NABOOM_MQTT_URL", "NABOOM_MQTT_CLIENT_ID", "NABOOM_EMBEDDED_MQTT_PORT", "NABOOM_EMBEDDED_MQTT_WS_PORT"}
+    assert not sorted(n for n in names - local if n not in example), "missing from .env.example"

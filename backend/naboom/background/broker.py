@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
-from taskiq import AsyncBroker, Context, InMemoryBroker, TaskiqDepends
+from taskiq import AckableMessage, AsyncBroker, Context, InMemoryBroker, TaskiqDepends
 from taskiq.kicker import AsyncKicker
 from taskiq.message import TaskiqMessage
 from taskiq.middlewares import SmartRetryMiddleware
@@ -35,6 +36,8 @@ from taskiq_redis import RedisStreamBroker
 
 from naboom.realtime.feed import LiveFeed, open_feed
 from naboom.settings import Settings
+
+log = logging.getLogger(__name__)
 
 Queue = Literal["critical", "general"]
 QUEUES: tuple[Queue, ...] = ("critical", "general")
@@ -145,18 +148,63 @@ class BackoffRetryMiddleware(SmartRetryMiddleware):
         return [RetryLater]
 
 
+class ReclaimingStreamBroker(RedisStreamBroker):
+    """taskiq-redis's stream broker, claiming abandoned messages on every poll.
+
+    The stock ``listen`` only runs ``XAUTOCLAIM`` after a read that returned new messages, so a
+    task held by a dead worker waits for unrelated traffic before anyone takes it over
+    (taskiq-redis PRs #82, #129); its claim lock also never expires without a timeout (#131).
+    ``XAUTOCLAIM`` is atomic on its own: two workers never claim the same message, so no lock.
+    """
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """New messages, then messages idle longer than ``idle_timeout`` (claimed to this worker)."""
+        streams = [self.queue_name, *self.additional_streams.keys()]
+        async with Redis(connection_pool=self.connection_pool) as redis:
+            while True:
+                fetched = await redis.xreadgroup(
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    {self.queue_name: ">", **self.additional_streams},
+                    block=self.block,
+                    noack=False,
+                    count=self.count,
+                )
+                for stream, entries in fetched or []:
+                    for entry_id, fields in entries:
+                        yield AckableMessage(data=fields[b"data"], ack=self._ack_generator(id=entry_id, queue_name=stream))
+                for stream in streams:
+                    # [next start id, claimed entries(, deleted ids on Redis >= 7)]
+                    reply = await redis.xautoclaim(
+                        name=stream,
+                        groupname=self.consumer_group_name,
+                        consumername=self.consumer_name,
+                        min_idle_time=self.idle_timeout,
+                        count=self.unacknowledged_batch_size,
+                    )
+                    for entry_id, fields in reply[1]:
+                        log.warning("took over task message %s of %s (its worker stopped acknowledging)", entry_id, stream)
+                        yield AckableMessage(data=fields[b"data"], ack=self._ack_generator(id=entry_id, queue_name=stream))
+
+
 def create_broker(settings: Settings, queue: Queue = "critical") -> AsyncBroker:
     """``RedisStreamBroker`` when Redis is configured, else ``InMemoryBroker``; tasks of ``queue`` registered."""
     broker: AsyncBroker
     if settings.redis_url is None:
         broker = InMemoryBroker(max_async_tasks=settings.worker_concurrency)
     else:
-        broker = RedisStreamBroker(
+        broker = ReclaimingStreamBroker(
             url=settings.redis_url,
             queue_name=f"{settings.redis_prefix}:tasks:{queue}",
             consumer_group_name=f"{settings.redis_prefix}-{queue}",
             idle_timeout=int(settings.task_idle_timeout_seconds * 1000),
             maxlen=REDIS_STREAM_MAXLEN,
+            # A consumer group created after tasks were queued (first start, or a flushed Redis)
+            # starts from the stream's beginning, not from "now": queued tasks are not skipped.
+            consumer_id="0",
+            # Fetch no more than a worker runs at once: a message waiting in a busy worker's
+            # local queue past the idle timeout would be claimed by another worker.
+            xread_count=settings.worker_concurrency,
         )
     cap = min(settings.sms_retry_max_seconds, settings.task_idle_timeout_seconds / 2)
     broker.add_middlewares(BackoffRetryMiddleware(base=settings.sms_retry_base_seconds, cap=cap))

@@ -37,7 +37,12 @@ async def run_worker(settings: Settings, queues: Iterable[str]) -> None:
         log.info("worker for %s ready", ", ".join(wanted))
         await asyncio.gather(
             *(
-                run_receiver_task(work.brokers[q], max_async_tasks=settings.worker_concurrency, run_startup=False)
+                run_receiver_task(
+                    work.brokers[q],
+                    max_async_tasks=settings.worker_concurrency,
+                    max_prefetch=settings.worker_concurrency,
+                    run_startup=False,
+                )
                 for q in wanted
             )
         )

@@ -54,7 +54,8 @@ class Incident(UUIDAuditBase):
     ack_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     vehicle_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("vehicle.id", ondelete="SET NULL"), default=None)
-    closed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # Indexed: retention ages closed incidents by it.
+    closed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None, index=True)
     closed_by: Mapped[str | None] = mapped_column(String(100), default=None)
     # exact | coarse (rounded to about 1 km by retention) | removed
     location_precision: Mapped[str] = mapped_column(String(8), default="exact", server_default="exact")
@@ -74,5 +75,5 @@ class IncidentEvent(BigIntBase):
     type: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(JsonB, default=dict)
     actor: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), index=True)
     incident: Mapped[Incident] = relationship(back_populates="events")
