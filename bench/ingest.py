@@ -338,9 +338,10 @@ def build(args: argparse.Namespace, work: Path, teardown: Teardown) -> Rig:
     )
     db_url = f"postgresql+asyncpg://{args.pg_user}@{args.pg_host}:{args.pg_port}/{dbname}"
 
-    # Redis: every key this run makes names its region (event ids, the region's channel stream).
+    # Redis: every key this run makes starts with its own prefix (event ids, live streams, task queues).
+    prefix = f"naboom-bench-{run}"
     r = redis.Redis.from_url(args.redis_url)
-    teardown.push("redis keys", lambda: _drop_keys(r, f"*{region}*"))
+    teardown.push("redis keys", lambda: _drop_keys(r, f"{prefix}*"))
 
     http_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NABOOM_")}
@@ -348,6 +349,7 @@ def build(args: argparse.Namespace, work: Path, teardown: Teardown) -> Rig:
         {
             "NABOOM_DATABASE_URL": db_url,
             "NABOOM_REDIS_URL": args.redis_url,
+            "NABOOM_REDIS_PREFIX": prefix,
             "NABOOM_MQTT_URL": f"mqtt://{HOST}:{mqtt_port}",
             "NABOOM_HTTP_PORT": str(http_port),
             "NABOOM_MQTT_CLIENT_ID": f"bench-ingest-{run}",

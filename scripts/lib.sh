@@ -67,3 +67,50 @@ ensure_venv() {
   (cd "$REPO_ROOT" && "$VENV/bin/python" -m pip install -q -c constraints.txt -e "$spec")
   printf '%s\n' "$want" >"$stamp"
 }
+
+# --- The control-room monitor (frontend/): Node.js, its packages, its build.
+FRONTEND="$REPO_ROOT/frontend"
+
+# ensure_node — node >= 20 and npm; Debian's packages when missing (NodeSource's nodejs brings npm along).
+ensure_node() {
+  ensure_apt node:nodejs
+  ensure_apt npm:npm
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] \
+    || die "the monitor needs Node.js >= 20, but node is $(node -v); install a newer one and run again"
+}
+
+# ensure_node_modules — frontend/node_modules from `npm ci`, again whenever package-lock.json
+# changed since the last install (stamp file in node_modules).
+ensure_node_modules() {
+  local stamp="$FRONTEND/node_modules/.naboom-installed" want
+  want=$(cksum <"$FRONTEND/package-lock.json")
+  [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || return 0
+  log "installing the monitor's node packages (npm ci)"
+  (cd "$FRONTEND" && npm ci --no-audit --no-fund)
+  printf '%s\n' "$want" >"$stamp"
+}
+
+# monitor_stale — true when frontend/dist is missing or a source file is newer than its index.html
+# (node_modules, the build itself, tests and notes do not count).
+monitor_stale() {
+  local index="$FRONTEND/dist/index.html"
+  [ -f "$index" ] || return 0
+  [ -n "$(find "$FRONTEND" \( -path "$FRONTEND/node_modules" -o -path "$FRONTEND/dist" -o -path "$FRONTEND/scripts" \) \
+    -prune -o -type f \
+    ! -name '*.spec.ts' ! -name '*.md' ! -name '*.tsbuildinfo' -newer "$index" -print -quit)" ]
+}
+
+# build_monitor — `npm run build` (type check, then Vite) into frontend/dist.
+build_monitor() {
+  log "building the monitor (npm run build)"
+  (cd "$FRONTEND" && npm run --silent build)
+}
+
+# ensure_monitor — node, packages and a build of the monitor that is not older than its sources.
+ensure_monitor() {
+  ensure_node
+  ensure_node_modules
+  if monitor_stale; then build_monitor; fi
+}

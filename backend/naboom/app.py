@@ -47,6 +47,7 @@ from naboom.ingest.mqtt import MqttIngest
 from naboom.ingest.pipeline import IngestPipeline
 from naboom.ingest.service import IngestPolicy, IngestService
 from naboom.middleware import AllowedHostsMiddleware
+from naboom.monitor.controller import monitor, root
 from naboom.notify.controller import ContactController, SmsController
 from naboom.openapi import StrictSchemaPlugin, document_problems
 from naboom.realtime.controller import alerts_socket, stream
@@ -72,6 +73,8 @@ PUBLIC_PATHS = [
     "^/schema",
     "^/monitoring/",
     "^/monitor",
+    # the front page only redirects to the monitor
+    "^/$",
 ]
 
 
@@ -191,6 +194,8 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
             stream,
             alerts_socket,
             health,
+            monitor,
+            root,
         ],
         plugins=[
             SQLAlchemyPlugin(config=db),

@@ -70,6 +70,9 @@ def _serve(settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         proxy_headers=True,
         forwarded_allow_ips=list(settings.trusted_proxies),
+        # Live streams never end on their own: on SIGTERM, give requests a moment, then close
+        # them, so a restart is quick and monitors see the drop and reconnect at once.
+        timeout_graceful_shutdown=3,
     )
 
 

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 EMBEDDED_MQTT_HOST = "127.0.0.1"
 EMBEDDED_MQTT_PORT = 1884
 EMBEDDED_MQTT_WS_PORT = 8084
+# backend/naboom/settings.py → the checkout's frontend build (absent in an installed package).
+DEFAULT_MONITOR_DIR = Path(__file__).resolve().parents[2] / "frontend" / "dist"
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -109,6 +111,8 @@ class Settings:
     location_coarsen_days: int
     location_remove_days: int
     coverage_cell_degrees: float
+    # The built control-room monitor served at /monitor/ (frontend/dist of this checkout by default).
+    monitor_dir: Path
 
     @property
     def embedded_database(self) -> bool:
@@ -210,6 +214,7 @@ class Settings:
             location_coarsen_days=int(env.get("NABOOM_LOCATION_COARSEN_DAYS", "90")),
             location_remove_days=int(env.get("NABOOM_LOCATION_REMOVE_DAYS", "730")),
             coverage_cell_degrees=float(env.get("NABOOM_COVERAGE_CELL_DEGREES", "0.01")),
+            monitor_dir=Path(env.get("NABOOM_MONITOR_DIR") or DEFAULT_MONITOR_DIR).resolve(),
         )
 
 

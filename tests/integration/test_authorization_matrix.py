@@ -131,6 +131,11 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/schema/elements"): PUBLIC,
     ("GET", "/schema/oauth2-redirect.html"): PUBLIC,
     ("GET", "/schema/{path}"): (404, 404, 404, 404, 404),
+    # The control-room monitor's static files are public, the data it shows is not (the front page
+    # redirects to it). Asked for here: the address without its slash, and an asset no build has.
+    ("GET", "/"): (302, 302, 302, 302, 302),
+    ("GET", "/monitor"): (301, 301, 301, 301, 301),
+    ("GET", "/monitor/{path}"): (404, 404, 404, 404, 404),
 }
 
 
@@ -272,6 +277,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/panic/api/stream"): Call(query=lambda w: {"region": w.region}),
     ("WS", "/ws/alerts/{region}"): Call(params=lambda w: {"region": w.region}),
     ("GET", "/schema/{path}"): Call(params=lambda w: {"path": "no-such-page.json"}),
+    ("GET", "/monitor/{path}"): Call(params=lambda w: {"path": "assets/no-such-chunk.js"}),
 }
 
 
