@@ -13,6 +13,7 @@ can be called directly in tests with one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import random
@@ -28,6 +29,9 @@ from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq import AckableMessage, AsyncBroker, Context, InMemoryBroker, TaskiqDepends
 from taskiq.kicker import AsyncKicker
 from taskiq.message import TaskiqMessage
@@ -158,7 +162,26 @@ class ReclaimingStreamBroker(RedisStreamBroker):
     """
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
-        """New messages, then messages idle longer than ``idle_timeout`` (claimed to this worker)."""
+        """New messages, then messages idle longer than ``idle_timeout`` (claimed to this worker).
+
+        Redis going away or losing the stream (a restart without persistence, a flush) does not
+        end the loop: it waits, declares the consumer group again and goes on.
+        """
+        failures = 0
+        while True:
+            try:
+                async for message in self._poll():
+                    failures = 0
+                    yield message
+            except (RedisConnectionError, RedisTimeoutError, ResponseError) as exc:
+                failures += 1
+                delay = min(0.5 * 2**failures, 10.0)
+                log.warning("task queue %s unavailable (%s); retrying in %.1f s", self.queue_name, exc, delay)
+                await asyncio.sleep(delay)
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError):
+                    await self._declare_consumer_group()
+
+    async def _poll(self) -> AsyncGenerator[AckableMessage, None]:
         streams = [self.queue_name, *self.additional_streams.keys()]
         async with Redis(connection_pool=self.connection_pool) as redis:
             while True:
