@@ -15,12 +15,12 @@ from advanced_alchemy.exceptions import IntegrityError as RowConflictError
 from advanced_alchemy.exceptions import NotFoundError as RowNotFoundError
 from advanced_alchemy.exceptions import RepositoryError
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -46,15 +46,21 @@ from naboom.ingest.embedded_broker import embedded_broker
 from naboom.ingest.mqtt import MqttIngest
 from naboom.ingest.pipeline import IngestPipeline
 from naboom.ingest.service import IngestPolicy, IngestService
+from naboom.logs import RequestIdMiddleware
 from naboom.middleware import AllowedHostsMiddleware
 from naboom.monitor.controller import monitor, root
 from naboom.notify.controller import ContactController, SmsController
 from naboom.openapi import StrictSchemaPlugin, document_problems
+from naboom.operations.health import health
+from naboom.operations.metrics import metrics
+from naboom.outbox.bridge import OutboxBridge
+from naboom.outbox.controller import WebhookController
 from naboom.realtime.controller import alerts_socket, stream
 from naboom.realtime.feed import make_feed
 from naboom.regions.controller import RegionController
 from naboom.retention.controller import RetentionController
 from naboom.settings import Settings, get_settings
+from naboom.telemetry.subscriber import TelemetrySubscriber
 from naboom.users.admin_controller import UserAdminController
 from naboom.users.auth import CSRF_HEADER, SESSION_COOKIE, TokenAuthMiddleware, TokenCodec
 from naboom.users.controller import AuthController
@@ -72,6 +78,8 @@ PUBLIC_PATHS = [
     "^/api/sms/callback$",
     "^/schema",
     "^/monitoring/",
+    # open unless NABOOM_METRICS_TOKEN is set; the handler checks that bearer token itself
+    "^/metrics$",
     "^/monitor",
     # the front page only redirects to the monitor
     "^/$",
@@ -119,20 +127,6 @@ def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]
     )
 
 
-@get(
-    "/monitoring/health/",
-    tags=["ops"],
-    exclude_from_auth=True,
-    responses={503: ResponseSpec(data_container=dict[str, Any], description="A dependency is down (same body)")},
-)
-async def health(request: Request) -> Response[dict[str, Any]]:
-    """Liveness of the parts this process owns (extended by the operations issue)."""
-    ingest: MqttIngest | None = request.app.state.mqtt
-    mqtt_ok = ingest is None or ingest.connected.is_set()
-    body = {"status": "ok" if mqtt_ok else "degraded", "mqtt": {"connected": mqtt_ok}}
-    return Response(body, status_code=200 if mqtt_ok else 503)
-
-
 def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> Litestar:
     """The whole API; ``run_ingest`` also starts the MQTT ingest (and the embedded broker by default)."""
     settings = settings or get_settings()
@@ -148,10 +142,13 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
         dedup_window=timedelta(seconds=settings.dedup_window_seconds),
         future_skew=timedelta(seconds=settings.future_skew_seconds),
         rejection_log_max_rows=settings.rejection_log_max_rows,
+        topic_prefix=settings.mqtt_topic_prefix,
         sos_attach_window=timedelta(seconds=settings.sos_attach_window_seconds),
     )
     pipeline = IngestPipeline(db.get_session, IngestService(policy), feed)
     mqtt = MqttIngest(settings, pipeline) if run_ingest else None
+    # Outbound MQTT (device acks, region alerts) from the outbox; `naboom bridge` runs it alone.
+    bridge = OutboxBridge(settings, db) if run_ingest and settings.bridge_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -169,8 +166,17 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
             if mqtt is not None:
                 if settings.embedded_mqtt:
                     await stack.enter_async_context(embedded_broker(settings))
+                if bridge is not None:
+                    # Registered before the ingest, so it stops after it: acks the ingest commits last still go out.
+                    bridge.start()
+                    stack.push_async_callback(bridge.stop, settings.shutdown_timeout_seconds)
+                # Device telemetry has its own small subscription (latest-wins, no manual acks).
+                telemetry = asyncio.create_task(TelemetrySubscriber(settings, db.get_session).run(), name="telemetry")
+                stack.push_async_callback(_cancel, telemetry)
                 task = asyncio.create_task(mqtt.run(), name="mqtt-ingest")
-                stack.push_async_callback(_cancel, task)
+                # On shutdown the ingest stops taking messages and acknowledges what it holds,
+                # within the bound; what unwinds after it (the broker, the bridge) is still up.
+                stack.push_async_callback(mqtt.shutdown, task, settings.shutdown_timeout_seconds)
             yield
 
     app = Litestar(
@@ -191,9 +197,11 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
             RetentionController,
             CoverageController,
             EscalationRuleController,
+            WebhookController,
             stream,
             alerts_socket,
             health,
+            metrics,
             monitor,
             root,
         ],
@@ -248,6 +256,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
                 "feed": feed,
                 "ingest": pipeline,
                 "mqtt": mqtt,
+                "bridge": bridge,
                 "scheduler": SchedulerState(),
             }
         ),
@@ -255,6 +264,8 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
     document_problems(app, PUBLIC_PATHS)
     # In front of routing (and CORS): a foreign Host is refused before anything else is decided.
     app.asgi_handler = AllowedHostsMiddleware(app.asgi_handler, settings.allowed_hosts)
+    # Outermost: even a refused request gets an id on its log lines and in its response.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,17 @@ def _fail(exc: Exception) -> None:
     sys.exit(1)
 
 
+def _wait_for_dependencies(settings: Settings, *, redis: bool = True) -> None:
+    """Wait (logging each attempt) for the database and Redis; a clear error after the bound, not a crash loop."""
+    from naboom.lifecycle import DependencyUnavailable, wait_for_dependencies
+
+    try:
+        asyncio.run(wait_for_dependencies(settings, redis=redis))
+    except DependencyUnavailable as exc:
+        click.echo(f"error: {exc} within {settings.startup_timeout_seconds:g}s (NABOOM_STARTUP_TIMEOUT_SECONDS)", err=True)
+        sys.exit(1)
+
+
 @click.group()
 def main() -> None:
     """Naboom NeighborNet: panic alerts from the field to the control room."""
@@ -53,18 +65,38 @@ def migrate() -> None:
     """Apply database migrations."""
     from naboom.db.config import database_config, upgrade
 
-    upgrade(database_config(get_settings()))
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    _wait_for_dependencies(settings, redis=False)
+    upgrade(database_config(settings))
     click.echo("database is up to date")
 
 
 def _serve(settings: Settings) -> None:
+    import signal
+    from types import FrameType
+
     import uvicorn
 
     from naboom.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        log_config=configure_logging(settings.log_level),
+    log_config = configure_logging(settings.log_level, settings.log_format)
+    _wait_for_dependencies(settings)
+    app = create_app(settings)
+    ingest = app.state.mqtt
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # The ingest stops taking messages at once, while HTTP requests drain; the lifespan
+            # then waits (bounded) for it to acknowledge its batch.
+            if ingest is not None and sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(RuntimeError):
+                    asyncio.get_running_loop().call_soon_threadsafe(ingest.request_stop)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        log_config=log_config,
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
@@ -74,6 +106,7 @@ def _serve(settings: Settings) -> None:
         # them, so a restart is quick and monitors see the drop and reconnect at once.
         timeout_graceful_shutdown=3,
     )
+    Server(config).run()
 
 
 @main.command()
@@ -96,7 +129,8 @@ def worker(queues: tuple[str, ...]) -> None:
     from naboom.background.runner import run_worker
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    _wait_for_dependencies(settings)
     asyncio.run(run_worker(settings, queues or ("critical", "general")))
 
 
@@ -106,8 +140,37 @@ def scheduler() -> None:
     from naboom.background.runner import run_scheduler_process
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    _wait_for_dependencies(settings)
     asyncio.run(run_scheduler_process(settings))
+
+
+@main.command()
+def bridge() -> None:
+    """Run the outbox bridge alone (outbound MQTT); a second one stands by until the first stops."""
+    from naboom.outbox.bridge import run_bridge_process
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(run_bridge_process(settings))
+
+
+@main.command()
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the API's answer.")
+def health(timeout: float) -> None:
+    """Ask the running API for its health; prints the JSON and exits 1 when degraded, 2 when unreachable."""
+    import httpx
+
+    settings = get_settings()
+    url = f"http://127.0.0.1:{settings.http_port}/monitoring/health/"
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        click.echo(json.dumps({"status": "down", "detail": f"no answer from {url}: {exc.__class__.__name__}"}))
+        sys.exit(2)
+    click.echo(json.dumps(response.json(), indent=2, sort_keys=True))
+    if response.status_code != 200:
+        sys.exit(1)
 
 
 @main.command()

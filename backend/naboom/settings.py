@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 EMBEDDED_MQTT_HOST = "127.0.0.1"
@@ -31,6 +32,23 @@ class MqttTarget:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     tls: bool = False
+
+    def client(self, identifier: str, *, clean_session: bool, keepalive: int = 30, **options: Any) -> Any:
+        """An aiomqtt client for this broker (MQTT 3.1.1; TLS when the URL says so)."""
+        import aiomqtt
+
+        return aiomqtt.Client(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            identifier=identifier,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            clean_session=clean_session,
+            keepalive=keepalive,
+            tls_params=aiomqtt.TLSParameters() if self.tls else None,
+            **options,
+        )
 
     @classmethod
     def from_url(cls, url: str) -> MqttTarget:
@@ -85,6 +103,9 @@ class Settings:
     sms_provider: str
     clickatell_api_key: str | None = field(repr=False)
     log_level: str
+    log_format: str
+    shutdown_timeout_seconds: float
+    startup_timeout_seconds: float
     public_url: str
     clickatell_url: str
     sms_fallback_provider: str | None
@@ -101,7 +122,13 @@ class Settings:
     worker_concurrency: int
     scheduler_lock_seconds: float
     escalation_check_seconds: int
+    # /metrics needs ``Authorization: Bearer <this>`` when set.
+    metrics_token: str | None = field(repr=False)
+    device_heartbeat_seconds: int
+    silent_check_seconds: int
     outbox_sweep_seconds: int
+    bridge_enabled: bool
+    bridge_poll_seconds: float
     retention_incident_days: int
     retention_event_days: int
     retention_vehicle_ping_days: int
@@ -185,6 +212,9 @@ class Settings:
             sms_provider=env.get("NABOOM_SMS_PROVIDER", "console"),
             clickatell_api_key=env.get("NABOOM_CLICKATELL_API_KEY") or None,
             log_level=env.get("NABOOM_LOG_LEVEL", "INFO"),
+            log_format=env.get("NABOOM_LOG_FORMAT", "text"),
+            shutdown_timeout_seconds=float(env.get("NABOOM_SHUTDOWN_TIMEOUT_SECONDS", "10")),
+            startup_timeout_seconds=float(env.get("NABOOM_STARTUP_TIMEOUT_SECONDS", "120")),
             # Links in SMS point here (the monitor's address as responders reach it).
             public_url=(env.get("NABOOM_PUBLIC_URL") or f"http://localhost:{http_port}").rstrip("/"),
             clickatell_url=env.get("NABOOM_CLICKATELL_URL", "https://platform.clickatell.com").rstrip("/"),
@@ -204,7 +234,12 @@ class Settings:
             worker_concurrency=int(env.get("NABOOM_WORKER_CONCURRENCY", "50")),
             scheduler_lock_seconds=float(env.get("NABOOM_SCHEDULER_LOCK_SECONDS", "15")),
             escalation_check_seconds=int(env.get("NABOOM_ESCALATION_CHECK_SECONDS", "60")),
+            metrics_token=env.get("NABOOM_METRICS_TOKEN") or None,
+            device_heartbeat_seconds=int(env.get("NABOOM_DEVICE_HEARTBEAT_SECONDS", "3600")),
+            silent_check_seconds=int(env.get("NABOOM_SILENT_CHECK_SECONDS", "300")),
             outbox_sweep_seconds=int(env.get("NABOOM_OUTBOX_SWEEP_SECONDS", "60")),
+            bridge_enabled=env.get("NABOOM_BRIDGE_ENABLED", "true").strip().lower() not in {"0", "false", "no", "off"},
+            bridge_poll_seconds=float(env.get("NABOOM_BRIDGE_POLL_SECONDS", "3")),
             retention_incident_days=int(env.get("NABOOM_RETENTION_INCIDENT_DAYS", "1095")),
             retention_event_days=int(env.get("NABOOM_RETENTION_EVENT_DAYS", "1095")),
             retention_vehicle_ping_days=int(env.get("NABOOM_RETENTION_VEHICLE_PING_DAYS", "90")),

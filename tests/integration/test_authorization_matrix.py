@@ -104,6 +104,12 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/api/escalation-rules/{rule_id}"): admin_only(),
     ("PATCH", "/api/escalation-rules/{rule_id}"): admin_only(),
     ("DELETE", "/api/escalation-rules/{rule_id}"): admin_only(204),
+    # webhooks
+    ("GET", "/api/webhooks"): admin_only(),
+    ("POST", "/api/webhooks"): admin_only(201),
+    ("GET", "/api/webhooks/{webhook_id}"): admin_only(),
+    ("PATCH", "/api/webhooks/{webhook_id}"): admin_only(),
+    ("DELETE", "/api/webhooks/{webhook_id}"): admin_only(204),
     # SMS: responder contacts (admins), the outbound log (each caller's regions), providers (admins)
     ("GET", "/api/regions/{code}/contacts"): admin_only(),
     ("POST", "/api/regions/{code}/contacts"): admin_only(201),
@@ -121,6 +127,8 @@ EXPECTED: dict[tuple[str, str], Row] = {
     ("GET", "/api/system/background"): admin_only(),
     ("GET", "/api/system/retention"): admin_only(),
     ("GET", "/monitoring/health"): PUBLIC,
+    # open for a scraper on the internal network unless NABOOM_METRICS_TOKEN is set (not set here)
+    ("GET", "/metrics"): PUBLIC,
     ("GET", "/schema"): PUBLIC,
     ("GET", "/schema/openapi.json"): PUBLIC,
     ("GET", "/schema/openapi.yaml"): PUBLIC,
@@ -266,6 +274,10 @@ CALLS: dict[tuple[str, str], Call] = {
         params=lambda w: _escalation_rule(w), body=lambda w: {"active": False}
     ),
     ("DELETE", "/api/escalation-rules/{rule_id}"): Call(params=lambda w: _escalation_rule(w)),
+    ("POST", "/api/webhooks"): Call(body=lambda w: _webhook_body(w)),
+    ("GET", "/api/webhooks/{webhook_id}"): Call(params=lambda w: _webhook(w)),
+    ("PATCH", "/api/webhooks/{webhook_id}"): Call(params=lambda w: _webhook(w), body=lambda w: {"active": False}),
+    ("DELETE", "/api/webhooks/{webhook_id}"): Call(params=lambda w: _webhook(w)),
     ("GET", "/api/regions/{code}/contacts"): Call(params=lambda w: {"code": w.region}),
     ("POST", "/api/regions/{code}/contacts"): Call(
         params=lambda w: {"code": w.region}, body=lambda w: {"name": "Responder", "phone": _new_phone()}
@@ -329,6 +341,16 @@ def _escalation_rule_body(w: World) -> dict[str, Any]:
 def _escalation_rule(w: World) -> dict[str, Any]:
     rule = w.admin.ok("POST", "/api/escalation-rules", _escalation_rule_body(w), status=201)
     return {"rule_id": rule["id"]}
+
+
+def _webhook_body(w: World) -> dict[str, Any]:
+    # Inactive, to a port nobody listens on: the matrix's incidents never reach it.
+    return {"url": "http://127.0.0.1:9/hook", "event_types": ["incident.created"], "region": w.region, "active": False}
+
+
+def _webhook(w: World) -> dict[str, Any]:
+    hook = w.admin.ok("POST", "/api/webhooks", _webhook_body(w), status=201)
+    return {"webhook_id": hook["id"]}
 
 
 @pytest.fixture(scope="module")

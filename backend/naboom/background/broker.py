@@ -38,6 +38,7 @@ from taskiq.message import TaskiqMessage
 from taskiq.middlewares import SmartRetryMiddleware
 from taskiq_redis import RedisStreamBroker
 
+from naboom.operations.instruments import TaskMetricsMiddleware
 from naboom.realtime.feed import LiveFeed, open_feed
 from naboom.settings import Settings
 
@@ -47,7 +48,14 @@ Queue = Literal["critical", "general"]
 QUEUES: tuple[Queue, ...] = ("critical", "general")
 
 # Every module that declares tasks; imported before a broker registers them.
-TASK_MODULES = ("naboom.notify.tasks", "naboom.escalation.tasks", "naboom.retention.tasks", "naboom.coverage.tasks")
+TASK_MODULES = (
+    "naboom.notify.tasks",
+    "naboom.escalation.tasks",
+    "naboom.retention.tasks",
+    "naboom.coverage.tasks",
+    "naboom.operations.tasks",
+    "naboom.telemetry.tasks",
+)
 
 REDIS_STREAM_MAXLEN = 100_000
 
@@ -231,6 +239,7 @@ def create_broker(settings: Settings, queue: Queue = "critical") -> AsyncBroker:
         )
     cap = min(settings.sms_retry_max_seconds, settings.task_idle_timeout_seconds / 2)
     broker.add_middlewares(BackoffRetryMiddleware(base=settings.sms_retry_base_seconds, cap=cap))
+    broker.add_middlewares(TaskMetricsMiddleware(queue))
     for spec in load_tasks().values():
         if spec.queue == queue:
             broker.register_task(spec.func, task_name=spec.name, **spec.labels(settings))

@@ -50,3 +50,8 @@ class DeviceOut(Schema):
     last_message: str | None
     created_at: datetime
     keys: list[KeyOut]
+    # The latest telemetry report (device/{pid}/telemetry), when the device sends them.
+    battery: int | None = None
+    signal_dbm: int | None = None
+    firmware: str | None = None
+    telemetry_at: datetime | None = None

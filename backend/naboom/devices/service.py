@@ -38,6 +38,10 @@ def device_out(device: m.Device) -> DeviceOut:
         last_message=device.last_message,
         created_at=device.created_at,
         keys=[KeyOut(kid=k.kid, state=k.state, grace_until=k.grace_until, created_at=k.created_at) for k in device.keys],
+        battery=device.battery,
+        signal_dbm=device.signal_dbm,
+        firmware=device.firmware,
+        telemetry_at=device.telemetry_at,
     )
 
 

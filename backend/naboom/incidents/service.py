@@ -42,6 +42,7 @@ from naboom.audit.service import record
 from naboom.db import models as m
 from naboom.errors import ConflictError, NaboomError, NotFoundError
 from naboom.incidents.schemas import IncidentDetail, IncidentOut, IncidentSort, TimelineEntry
+from naboom.outbox.messages import incident_moved
 from naboom.schemas import Page
 from naboom.users.auth import Principal
 from naboom.vehicles.service import nearest_available
@@ -195,7 +196,7 @@ class IncidentService(SQLAlchemyAsyncRepositoryService[m.Incident]):
         change = self._event(incident, principal, "acknowledged", now, note, ack_seconds=incident.ack_seconds)
         record(self.session, principal, "incident.acknowledge", "incident", incident.id,
                {"ack_seconds": incident.ack_seconds, "note": note})
-        return await self._changed(incident, change)
+        return await self._changed(incident, change, moved=True)
 
     async def dispatch(
         self, principal: Principal, incident_id: uuid.UUID, vehicle_id: uuid.UUID, note: str | None = None
@@ -237,7 +238,7 @@ class IncidentService(SQLAlchemyAsyncRepositoryService[m.Incident]):
             details["previous_callsign"] = previous.callsign
         change = self._event(incident, principal, "dispatched", now, note, **details)
         record(self.session, principal, "incident.dispatch", "incident", incident.id, {**details, "note": note})
-        return await self._changed(incident, change)
+        return await self._changed(incident, change, moved=True)
 
     async def resolve(
         self, principal: Principal, incident_id: uuid.UUID, note: str | None = None
@@ -296,7 +297,7 @@ class IncidentService(SQLAlchemyAsyncRepositoryService[m.Incident]):
         details = {"vehicle_id": str(released.id), "callsign": released.callsign} if released else {}
         change = self._event(incident, principal, status.value, now, note, **details)
         record(self.session, principal, f"incident.{action}", "incident", incident.id, {**details, "note": note})
-        return await self._changed(incident, change)
+        return await self._changed(incident, change, moved=True)
 
     async def _release(self, incident: m.Incident) -> m.Vehicle | None:
         """Make the incident's vehicle available again; returns it."""
@@ -321,9 +322,15 @@ class IncidentService(SQLAlchemyAsyncRepositoryService[m.Incident]):
         self.session.add(event)
         return event
 
-    async def _changed(self, incident: m.Incident, event: m.IncidentEvent) -> tuple[IncidentOut, TimelineEntry]:
+    async def _changed(
+        self, incident: m.Incident, event: m.IncidentEvent, *, moved: bool = False
+    ) -> tuple[IncidentOut, TimelineEntry]:
         await self.session.flush()
-        return IncidentOut.from_model(incident), _entry(event)
+        out = IncidentOut.from_model(incident)
+        if moved:
+            # The device and the region's displays hear of a new status in this same transaction.
+            await incident_moved(self.session, [out])
+        return out, _entry(event)
 
 
 # Export ------------------------------------------------------------------------------------

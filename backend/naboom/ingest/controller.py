@@ -20,6 +20,7 @@ from naboom.users.guards import admin_only
 
 # How each refusal reads over HTTP: malformed input, untrusted sender, or unacceptable content.
 _STATUS = {
+    Reason.TOPIC_NOT_ALLOWED: 400,
     Reason.MALFORMED_JSON: 400,
     Reason.INVALID_SCHEMA: 422,
     Reason.TOPIC_MISMATCH: 422,

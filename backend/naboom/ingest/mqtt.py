@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 from datetime import UTC, datetime
 
 import aiomqtt
@@ -12,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from naboom.ingest.pipeline import IngestPipeline
 from naboom.ingest.schemas import Envelope
+from naboom.logs import request_id
 from naboom.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,64 +57,133 @@ class StoreUnavailable(Exception):
 
 
 class MqttIngest:
-    """Owns the subscription; reconnects with back-off forever."""
+    """Owns the subscription; reconnects with back-off until asked to stop.
+
+    A stop (SIGTERM) is graceful: no further message is taken from the connection, the batch in
+    hand is committed and acknowledged, then the client disconnects cleanly. Whatever the broker
+    delivered but nobody acknowledged stays in the persistent session for the next start.
+    """
+
+    # How often an idle loop wakes up to show it is alive (``heartbeat``) and to look for a stop.
+    TICK_SECONDS = 1.0
 
     def __init__(self, settings: Settings, pipeline: IngestPipeline) -> None:
         self._settings = settings
         self._pipeline = pipeline
         self.connected = asyncio.Event()
         self.last_batch_at: datetime | None = None
+        # time.monotonic() of the loop's last iteration, busy or idle; a stale value means a stuck loop.
+        self.heartbeat: float = time.monotonic()
+        self._stopping = asyncio.Event()
+        self._held = 0
+
+    def request_stop(self) -> None:
+        """Stop taking messages; :meth:`run` returns once the batch in hand is acknowledged."""
+        if not self._stopping.is_set():
+            log.info("ingest stopping: no longer taking messages (%d held)", self._held)
+            self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stopping.is_set()
 
     def _client(self) -> aiomqtt.Client:
-        target = self._settings.mqtt_target
-        return aiomqtt.Client(
-            hostname=target.host,
-            port=target.port,
-            username=target.username,
-            password=target.password,
-            identifier=self._settings.mqtt_client_id,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            # A persistent session: what arrives while we are away is queued for us.
-            clean_session=False,
-            keepalive=30,
-            tls_params=aiomqtt.TLSParameters() if target.tls else None,
-        )
+        # A persistent session: what arrives while we are away is queued for us.
+        return self._settings.mqtt_target.client(self._settings.mqtt_client_id, clean_session=False)  # type: ignore[no-any-return]
 
     async def run(self) -> None:
-        """Connect, subscribe and consume until cancelled."""
+        """Connect, subscribe and consume until :meth:`request_stop` (or cancellation)."""
         backoff = Backoff()
         topic = self._settings.ingest_topic
-        while True:
+        target = self._settings.mqtt_target
+        while not self.stopping:
             client = self._client()
             acker = ManualAck(client)
+            delay = 0.0
             try:
+                log.info("ingest connecting to the MQTT broker at %s:%d", target.host, target.port)
                 async with client:
                     await client.subscribe(topic, qos=1)
                     log.info("ingest subscribed to %s as %s", topic, self._settings.mqtt_client_id)
                     self.connected.set()
                     backoff.reset()
                     await self._consume(client, acker)
-            except (aiomqtt.MqttError, StoreUnavailable) as exc:
+                # Leaving the ``async with`` sent DISCONNECT: the session and its queue stay on the broker.
+                log.info("ingest disconnected cleanly; unacknowledged messages stay queued in the broker session")
+            except StoreUnavailable as exc:
                 delay = backoff.next_delay()
-                log.warning("ingest disconnected (%s); reconnecting in %.1fs", exc, delay)
+                log.warning(
+                    "ingest could not store a batch (%s); left it unacknowledged for redelivery, reconnecting in %.1fs",
+                    exc, delay,
+                )
+            except aiomqtt.MqttError as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "ingest lost the MQTT broker at %s:%d (%s); reconnecting in %.1fs",
+                    target.host, target.port, exc, delay,
+                )
             except Exception:
                 # Unacknowledged messages come back after the reconnect; the loop itself must not die.
                 delay = backoff.next_delay()
                 log.exception("ingest failed unexpectedly; reconnecting in %.1fs", delay)
             self.connected.clear()
-            await asyncio.sleep(delay)
+            await self._pause(delay)
+        log.info("ingest stopped")
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, beating the heartbeat, unless a stop comes first."""
+        deadline = time.monotonic() + delay
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            self.heartbeat = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), min(left, self.TICK_SECONDS))
 
     async def _consume(self, client: aiomqtt.Client, acker: ManualAck) -> None:
         messages = client.messages
         limit = self._settings.mqtt_batch_size
-        while True:
-            batch = [await anext(messages)]
-            while len(messages) and len(batch) < limit:
-                batch.append(await anext(messages))
-            await self.handle(batch, acker)
+        # One pending read, kept across idle ticks: cancelling a read that has just taken a
+        # message off aiomqtt's queue would strand that message until the next connection.
+        pending: asyncio.Task[aiomqtt.Message] | None = None
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self.stopping:
+                self.heartbeat = time.monotonic()
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(messages))
+                done, _ = await asyncio.wait({pending, stop}, timeout=self.TICK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+                if pending not in done:
+                    continue
+                batch, pending = [pending.result()], None
+                while len(messages) and len(batch) < limit and not self.stopping:
+                    batch.append(await anext(messages))
+                self._held = len(batch)
+                try:
+                    await self.handle(batch, acker)
+                finally:
+                    self._held = 0
+                if self.stopping:
+                    log.info("ingest stopping: held batch of %d committed and acknowledged", len(batch))
+                    return
+            log.info("ingest stopping: held batch of 0 committed and acknowledged")
+        finally:
+            stop.cancel()
+            if pending is not None:
+                # Not taken: if the broker sent it, it is unacknowledged and comes back in the session.
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await pending
 
     async def handle(self, batch: list[aiomqtt.Message], acker: ManualAck) -> None:
         """Store a batch in one transaction, then acknowledge every message, then broadcast."""
+        mids = [str(msg.mid) for msg in batch]
+        token = request_id.set(f"mqtt:{mids[0]}" if len(mids) == 1 else f"mqtt:{mids[0]}..{mids[-1]}")
+        try:
+            await self._handle(batch, acker)
+        finally:
+            request_id.reset(token)
+
+    async def _handle(self, batch: list[aiomqtt.Message], acker: ManualAck) -> None:
         now = datetime.now(UTC)
         envelopes = [
             Envelope(body=bytes(msg.payload), transport="mqtt", topic=msg.topic.value, received_at=now)  # type: ignore[arg-type]
@@ -125,3 +197,17 @@ class MqttIngest:
             acker.ack(msg)
         self.last_batch_at = now
         await self._pipeline.announce(stored)
+
+    async def shutdown(self, task: asyncio.Task[None], grace: float) -> None:
+        """Request a stop and wait for ``task`` (running :meth:`run`) at most ``grace`` seconds."""
+        self.request_stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            # Whatever it held is unacknowledged: the broker delivers it again at the next start.
+            log.error("ingest did not stop within %.1fs; cutting it off", grace)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except Exception:
+            log.exception("ingest ended with an error while stopping")

@@ -32,6 +32,7 @@ class SosPayload(msgspec.Struct, kw_only=True):
 class Reason(enum.StrEnum):
     """Why a message was refused, in the order the checks run."""
 
+    TOPIC_NOT_ALLOWED = "topic_not_allowed"
     MALFORMED_JSON = "malformed_json"
     INVALID_SCHEMA = "invalid_schema"
     TOPIC_MISMATCH = "topic_mismatch"
@@ -69,6 +70,9 @@ class Outcome(msgspec.Struct):
     incident_id: uuid.UUID | None = None
     reason: Reason | None = None
     detail: str | None = None
+    # Who sent an accepted or duplicate message, for the acknowledgement to the device.
+    pid: str | None = None
+    nonce: int | str | None = None
 
 
 class SubmitAccepted(Schema):

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4096
 MAX_MESSAGE_CHARS = 280
 _decoder = msgspec.json.Decoder()
+# The shape a device's pid may have (as `naboom device create` enforces it).
+_PID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 Broadcast = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
@@ -88,6 +90,8 @@ class IngestPolicy:
     future_skew: timedelta
     rejection_log_max_rows: int
     sos_attach_window: timedelta = timedelta(minutes=30)
+    # MQTT topics accepted: ``{topic_prefix}/{pid}`` with a well-formed pid; None accepts any topic.
+    topic_prefix: str | None = None
 
 
 @dataclass(slots=True)
@@ -104,8 +108,12 @@ class Stored:
         yield from (incident for incident, _ in self.updated)
 
 
-def _parse(envelope: Envelope) -> tuple[SosPayload, dict[str, Any]]:
-    """Well-formed JSON and schema, then the topic's pid."""
+def _parse(envelope: Envelope, topic_prefix: str | None = None) -> tuple[SosPayload, dict[str, Any]]:
+    """An allowed topic, well-formed JSON and schema, then the topic's pid."""
+    if envelope.topic is not None and topic_prefix is not None:
+        prefix, _, topic_pid = envelope.topic.rpartition("/")
+        if prefix != topic_prefix or not _PID.match(topic_pid):
+            raise Rejected(Reason.TOPIC_NOT_ALLOWED, f"topic {envelope.topic[:100]!r} is not {topic_prefix}/<pid>")
     if len(envelope.body) > MAX_BODY_BYTES:
         raise Rejected(Reason.MALFORMED_JSON, f"payload is {len(envelope.body)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
@@ -228,7 +236,7 @@ class IngestService:
         parsed: list[tuple[int, SosPayload, dict[str, Any]]] = []
         for index, envelope in enumerate(envelopes):
             try:
-                parsed.append((index, *_parse(envelope)))
+                parsed.append((index, *_parse(envelope, self.policy.topic_prefix)))
             except Rejected as exc:
                 reject(index, exc)
 
@@ -257,7 +265,9 @@ class IngestService:
         fresh = await self._claim(session, checked, outcomes, reject, now, attachable)
         stored = await self._store(session, fresh, attachable, now)
         for item in fresh:
-            outcomes[item.index] = Outcome(Verdict.ACCEPTED, incident_id=item.incident_id)
+            outcomes[item.index] = Outcome(
+                Verdict.ACCEPTED, incident_id=item.incident_id, pid=item.payload.pid, nonce=item.payload.nonce
+            )
         if rejections:
             await session.execute(insert(table_of(m.IngestRejection)), rejections)
 
@@ -390,7 +400,9 @@ class IngestService:
         reject: Callable[[int, Rejected], None],
     ) -> None:
         if item.digest == digest:
-            outcomes[item.index] = Outcome(Verdict.DUPLICATE, incident_id=incident_id)
+            outcomes[item.index] = Outcome(
+                Verdict.DUPLICATE, incident_id=incident_id, pid=item.payload.pid, nonce=item.payload.nonce
+            )
         else:
             reject(
                 item.index,

@@ -12,21 +12,27 @@ from typing import Any
 CANONICAL_KEYS = ("pid", "ts", "nonce", "msg", "lat", "lng", "acc", "kid")
 
 
-def canonical_body(payload: Mapping[str, Any]) -> bytes:
-    """The exact bytes field devices sign: Python's ``json.dumps`` with sorted keys, ASCII-escaped."""
-    signed = {key: payload[key] for key in CANONICAL_KEYS if key in payload}
+def canonical_body(payload: Mapping[str, Any], keys: tuple[str, ...] = CANONICAL_KEYS) -> bytes:
+    """The exact bytes field devices sign: Python's ``json.dumps`` with sorted keys, ASCII-escaped.
+
+    ``keys`` are the signed fields (an SOS's by default; telemetry reports sign their own).
+    """
+    signed = {key: payload[key] for key in keys if key in payload}
     return json.dumps(signed, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
-def sign(payload: Mapping[str, Any], secret_b64: str) -> str:
+def sign(payload: Mapping[str, Any], secret_b64: str, keys: tuple[str, ...] = CANONICAL_KEYS) -> str:
     """Base64 HMAC-SHA256 of the canonical body under a base64 secret."""
-    mac = hmac.new(base64.b64decode(secret_b64), canonical_body(payload), hashlib.sha256)
+    mac = hmac.new(base64.b64decode(secret_b64), canonical_body(payload, keys), hashlib.sha256)
     return base64.b64encode(mac.digest()).decode("ascii")
 
 
-def signature_matches(payload: Mapping[str, Any], secret_b64: str, signature: str) -> bool:
+def signature_matches(
+    payload: Mapping[str, Any], secret_b64: str, signature: str, keys: tuple[str, ...] = CANONICAL_KEYS
+) -> bool:
     """Constant-time comparison of the given signature with the expected one."""
-    return hmac.compare_digest(sign(payload, secret_b64).encode("ascii"), signature.encode("ascii", "replace"))
+    expected = sign(payload, secret_b64, keys).encode("ascii")
+    return hmac.compare_digest(expected, signature.encode("ascii", "replace"))
 
 
 def signed_payload(payload: Mapping[str, Any], secret_b64: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from litestar.response import Stream
 
 from naboom.errors import NaboomError, NotFoundError
 from naboom.openapi import problems
+from naboom.operations.instruments import LIVE_CONNECTIONS
 from naboom.realtime.feed import LiveEvent, LiveFeed
 from naboom.settings import Settings
 from naboom.users.auth import AuthRequest, AuthSocket, Principal
@@ -59,12 +60,13 @@ async def stream(
     settings: Settings = request.app.state.settings
 
     async def frames() -> AsyncGenerator[bytes, None]:
-        async with feed.subscribe(region, after) as replay:
-            yield b"retry: 3000\n: connected\n\n"
-            if replay.gap:
-                yield b"event: stream.reset\ndata: %s\n\n" % _RESET
-            async for event in replay.events(settings.sse_heartbeat_seconds):
-                yield b": keep-alive\n\n" if event is None else _sse_frame(event)
+        with LIVE_CONNECTIONS.labels("sse").track_inprogress():
+            async with feed.subscribe(region, after) as replay:
+                yield b"retry: 3000\n: connected\n\n"
+                if replay.gap:
+                    yield b"event: stream.reset\ndata: %s\n\n" % _RESET
+                async for event in replay.events(settings.sse_heartbeat_seconds):
+                    yield b": keep-alive\n\n" if event is None else _sse_frame(event)
 
     return Stream(
         frames(),
@@ -96,14 +98,15 @@ async def alerts_socket(socket: AuthSocket, region: FromPath[str]) -> None:
 
     reader = asyncio.create_task(drain_incoming())
     try:
-        async with feed.subscribe(region, after) as replay:
-            if replay.gap:
-                await socket.send_data(_RESET.decode())
-            async for event in replay.events(settings.sse_heartbeat_seconds):
-                if reader.done():
-                    break
-                if event is not None:
-                    await socket.send_data(event.json.decode())
+        with LIVE_CONNECTIONS.labels("ws").track_inprogress():
+            async with feed.subscribe(region, after) as replay:
+                if replay.gap:
+                    await socket.send_data(_RESET.decode())
+                async for event in replay.events(settings.sse_heartbeat_seconds):
+                    if reader.done():
+                        break
+                    if event is not None:
+                        await socket.send_data(event.json.decode())
     except WebSocketDisconnect:
         pass
     finally:

@@ -7,6 +7,7 @@ from naboom.db.models.escalation import EscalationCondition, EscalationRule, Inc
 from naboom.db.models.incidents import Incident, IncidentEvent, IncidentSource, IncidentStatus
 from naboom.db.models.ingest import IngestRejection, SosReceipt
 from naboom.db.models.notify import MessageStatus, OutboundMessage, ResponderContact, SmsAttempt
+from naboom.db.models.outbox import OutboxMessage, Webhook
 from naboom.db.models.regions import DEFAULT_TIMEZONE, Region
 from naboom.db.models.users import AuthSession, Operator, Role
 from naboom.db.models.vehicles import Vehicle, VehiclePing
@@ -30,6 +31,7 @@ __all__ = (
     "MessageStatus",
     "Operator",
     "OutboundMessage",
+    "OutboxMessage",
     "Region",
     "ResponderContact",
     "Role",
@@ -37,4 +39,5 @@ __all__ = (
     "SosReceipt",
     "Vehicle",
     "VehiclePing",
+    "Webhook",
 )

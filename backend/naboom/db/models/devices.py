@@ -8,7 +8,7 @@ from datetime import datetime
 
 from advanced_alchemy.base import UUIDAuditBase
 from advanced_alchemy.types import DateTimeUTC, EncryptedString
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from naboom.settings import get_settings
@@ -37,6 +37,17 @@ class Device(UUIDAuditBase):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     last_message: Mapped[str | None] = mapped_column(String(280), default=None)
+    # Telemetry (device/{pid}/telemetry): the latest report, and when the device reported it.
+    battery: Mapped[int | None] = mapped_column(Integer, default=None)
+    signal_dbm: Mapped[int | None] = mapped_column(Integer, default=None)
+    firmware: Mapped[str | None] = mapped_column(String(64), default=None)
+    telemetry_lat: Mapped[float | None] = mapped_column(Float, default=None)
+    telemetry_lng: Mapped[float | None] = mapped_column(Float, default=None)
+    telemetry_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # How long the device may stay silent; unset means NABOOM_DEVICE_HEARTBEAT_SECONDS.
+    expected_heartbeat_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The last-heard time of the silence ``device.silent`` was raised for: once per silence.
+    silent_since: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     keys: Mapped[list[DeviceKey]] = relationship(
         back_populates="device", lazy="selectin", cascade="all, delete-orphan", order_by="DeviceKey.kid"
     )

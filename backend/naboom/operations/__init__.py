@@ -1,0 +1,1 @@
+"""Operations: health checks, worker heartbeats and Prometheus metrics."""

@@ -1,0 +1,168 @@
+"""Writing to the outbox (inside the caller's transaction) and the bridge's queries on it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from naboom.db import models as m
+from naboom.db.inserts import table_of
+
+CHANNEL = "naboom_outbox"
+WEBHOOK_PREFIX = "webhook:"
+ALERTS_PREFIX = "panic/alerts/"
+WEBHOOK_EVENTS = ("incident.created", "incident.updated")
+
+Outgoing = tuple[str, dict[str, Any], str]
+"""``(topic, payload, key)`` of one outbound message."""
+
+
+async def enqueue(session: AsyncSession, topic: str, payload: dict[str, Any], key: str) -> None:
+    """Queue one message; it is sent only if the caller's transaction commits."""
+    await enqueue_many(session, [(topic, payload, key)])
+
+
+async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing]) -> None:
+    """Queue several messages with one insert (a batch of the ingest), in the caller's transaction."""
+    if not messages:
+        return
+    messages = [*messages, *await _webhook_deliveries(session, messages)]
+    now = datetime.now(UTC)
+    await session.execute(
+        insert(table_of(m.OutboxMessage)),
+        [
+            {"topic": topic, "payload": payload, "key": key, "created_at": now, "attempts": 0}
+            for topic, payload, key in messages
+        ],
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered at commit, and only then: the bridge wakes for rows it can already see.
+        await session.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+async def _webhook_deliveries(session: AsyncSession, messages: Sequence[Outgoing]) -> list[Outgoing]:
+    """One delivery per active webhook that wants a region alert among ``messages``."""
+    events = [
+        payload
+        for topic, payload, _ in messages
+        if topic.startswith(ALERTS_PREFIX) and payload.get("type") in WEBHOOK_EVENTS
+    ]
+    if not events:
+        return []
+    # Read in this transaction, never cached: a webhook added or disabled counts from its commit on.
+    hooks = (
+        await session.execute(select(m.Webhook.id, m.Webhook.event_types, m.Webhook.region).where(m.Webhook.active))
+    ).all()
+    return [
+        (f"{WEBHOOK_PREFIX}{hook.id}", event, str(hook.id))
+        for event in events
+        for hook in hooks
+        if event["type"] in hook.event_types and hook.region in (None, event.get("region"))
+    ]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An unpublished message as the bridge sends it."""
+
+    id: int
+    topic: str
+    payload: dict[str, Any]
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """How many messages wait, and since when."""
+
+    count: int
+    oldest: datetime | None
+
+
+async def pending(session: AsyncSession, limit: int) -> list[Pending]:
+    """The oldest unpublished MQTT messages, in the order they were written (webhook rows go their own way)."""
+    rows = await session.execute(
+        select(m.OutboxMessage.id, m.OutboxMessage.topic, m.OutboxMessage.payload)
+        .where(m.OutboxMessage.published_at.is_(None), ~m.OutboxMessage.topic.startswith(WEBHOOK_PREFIX))
+        .order_by(m.OutboxMessage.id)
+        .limit(limit)
+    )
+    return [Pending(id=row.id, topic=row.topic, payload=row.payload) for row in rows]
+
+
+async def pending_webhooks(session: AsyncSession, limit: int) -> list[Pending]:
+    """The oldest unpublished webhook deliveries, in the order they were written."""
+    rows = await session.execute(
+        select(m.OutboxMessage.id, m.OutboxMessage.topic, m.OutboxMessage.payload, m.OutboxMessage.attempts)
+        .where(m.OutboxMessage.published_at.is_(None), m.OutboxMessage.topic.startswith(WEBHOOK_PREFIX))
+        .order_by(m.OutboxMessage.id)
+        .limit(limit)
+    )
+    return [Pending(id=row.id, topic=row.topic, payload=row.payload, attempts=row.attempts) for row in rows]
+
+
+async def webhook_secrets(session: AsyncSession, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """``{webhook id: (url, secret)}`` of the webhooks that still exist and are active."""
+    if not ids:
+        return {}
+    hooks = await session.scalars(
+        select(m.Webhook).where(m.Webhook.id.in_([uuid.UUID(i) for i in ids]), m.Webhook.active)
+    )
+    return {str(hook.id): (hook.url, hook.secret) for hook in hooks}
+
+
+async def give_up(session: AsyncSession, message_id: int, error: str, now: datetime) -> None:
+    """Stop retrying a delivery: it leaves the backlog with its last error kept."""
+    await session.execute(
+        update(m.OutboxMessage)
+        .where(m.OutboxMessage.id == message_id)
+        .values(published_at=now, attempts=m.OutboxMessage.attempts + 1, last_error=f"gave up: {error}"[:500])
+    )
+
+
+async def mark_published(session: AsyncSession, ids: Sequence[int], now: datetime) -> None:
+    """Record the broker's PUBACK for ``ids``."""
+    if ids:
+        await session.execute(
+            update(m.OutboxMessage)
+            .where(m.OutboxMessage.id.in_(ids), m.OutboxMessage.published_at.is_(None))
+            .values(published_at=now, attempts=m.OutboxMessage.attempts + 1)
+        )
+
+
+async def mark_failed(session: AsyncSession, message_id: int, error: str) -> None:
+    """Count a failed attempt; the message stays first in line."""
+    await session.execute(
+        update(m.OutboxMessage)
+        .where(m.OutboxMessage.id == message_id)
+        .values(attempts=m.OutboxMessage.attempts + 1, last_error=error[:500])
+    )
+
+
+async def backlog(session: AsyncSession) -> Backlog:
+    """Unpublished MQTT messages and the creation time of the oldest (a dead webhook is no MQTT backlog)."""
+    row = (
+        await session.execute(
+            select(func.count(), func.min(m.OutboxMessage.created_at)).where(
+                m.OutboxMessage.published_at.is_(None), ~m.OutboxMessage.topic.startswith(WEBHOOK_PREFIX)
+            )
+        )
+    ).one()
+    oldest = row[1]
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return Backlog(count=int(row[0]), oldest=oldest)
+
+
+async def purge_published(session: AsyncSession, before: datetime) -> int:
+    """Delete messages published before ``before``; returns how many."""
+    result = await session.execute(
+        delete(m.OutboxMessage).where(m.OutboxMessage.published_at.is_not(None), m.OutboxMessage.published_at < before)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

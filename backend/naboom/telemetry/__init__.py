@@ -1,0 +1,1 @@
+"""Device telemetry (battery, signal, firmware, location) and the silent-device alert."""
