@@ -48,9 +48,10 @@ find_python() {
   "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv
 }
 
-# ensure_venv [EXTRAS] — ./.venv with this project installed editable (with [EXTRAS]) under
-# constraints.txt: made when missing or older than 3.11, reinstalled when pyproject.toml or
-# constraints.txt changed since the last install of the same EXTRAS (stamp file in .venv).
+# ensure_venv [EXTRAS] — ./.venv with this project (with [EXTRAS]) and the device simulator
+# (firmware-sim/) installed editable under constraints.txt: made when missing or older than 3.11,
+# reinstalled when either pyproject.toml or constraints.txt changed since the last install of the
+# same EXTRAS (stamp file in .venv).
 ensure_venv() {
   local extras=${1:-} spec=. stamp want
   [ -z "$extras" ] || spec=".[$extras]"
@@ -61,10 +62,10 @@ ensure_venv() {
     rm -rf "$VENV"
     "$PY" -m venv "$VENV"
   fi
-  want=$(cd "$REPO_ROOT" && cat pyproject.toml constraints.txt | cksum)
+  want=$(cd "$REPO_ROOT" && cat pyproject.toml firmware-sim/pyproject.toml constraints.txt | cksum)
   [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || return 0
-  log "installing $spec into .venv (pip, pinned by constraints.txt)"
-  (cd "$REPO_ROOT" && "$VENV/bin/python" -m pip install -q -c constraints.txt -e "$spec")
+  log "installing $spec and ./firmware-sim into .venv (pip, pinned by constraints.txt)"
+  (cd "$REPO_ROOT" && "$VENV/bin/python" -m pip install -q -c constraints.txt -e "$spec" -e ./firmware-sim)
   printf '%s\n' "$want" >"$stamp"
 }
 

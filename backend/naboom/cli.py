@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -22,21 +23,23 @@ DEMO_USER = "demo"
 DEMO_DEVICE = "demo-button-1"
 
 
-def _with_session(work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(session)`` in one transaction, committed at the end."""
+async def _in_session(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Await ``work(session)`` in one transaction, committed at the end."""
     from naboom.db.config import database_config
 
-    async def run() -> T:
-        config = database_config(get_settings())
-        try:
-            async with config.get_session() as session:
-                result = await work(session)
-                await session.commit()
-                return result
-        finally:
-            await config.get_engine().dispose()
+    config = database_config(get_settings())
+    try:
+        async with config.get_session() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await config.get_engine().dispose()
 
-    return asyncio.run(run())
+
+def _with_session(work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work(session)`` in one transaction, committed at the end."""
+    return asyncio.run(_in_session(work))
 
 
 def _fail(exc: Exception) -> None:
@@ -269,12 +272,57 @@ def device() -> None:
     """Manage field devices and their keys."""
 
 
+BROKER_OPTION = click.option(
+    "--broker/--no-broker",
+    default=None,
+    help="Also make the device's broker account (default: when NABOOM_MQTT_ADMIN_URL is set).",
+)
+
+
+def _broker_url(wanted: bool | None) -> str | None:
+    """The admin URL when this command should manage the device's broker account."""
+    url = get_settings().mqtt_admin_url
+    if wanted and url is None:
+        _fail(click.UsageError("--broker needs NABOOM_MQTT_ADMIN_URL"))
+    return url if wanted is not False else None
+
+
+def _with_broker_account(
+    pid: str, url: str | None, work: Callable[[Any], Awaitable[tuple[Any, bool]]]
+) -> dict[str, Any]:
+    """Run the device transaction, then (outside it) set the broker account; the printable result.
+
+    The admin connection is opened first, so a broker that is down stops the command before
+    anything changes. Should the account fail after the commit, the new secret is still
+    printed (it is shown only once) and the command exits 1 naming the repair.
+    """
+    from naboom.devices.broker import BrokerAdmin, BrokerError
+
+    async def run() -> dict[str, Any]:
+        if url is None:
+            credentials, _ = await _in_session(work)
+            return dict(msgspec.to_builtins(credentials))
+        async with BrokerAdmin.from_url(url) as broker:
+            credentials, active = await _in_session(work)
+            result = dict(msgspec.to_builtins(credentials))
+            try:
+                account = await broker.provision_device(pid, enabled=active)
+            except BrokerError as exc:
+                click.echo(json.dumps(result))
+                click.echo(f"error: {exc}; the device is saved: run `naboom broker provision {pid}`", err=True)
+                sys.exit(1)
+            return {**result, "mqtt_username": account.username, "mqtt_password": account.password}
+
+    return asyncio.run(run())
+
+
 @device.command("create")
 @click.argument("pid")
 @click.option("--region", required=True)
 @click.option("--label")
-def device_create(pid: str, region: str, label: str | None) -> None:
-    """Register a device; prints {"pid","kid","secret"} (the secret is shown only here)."""
+@BROKER_OPTION
+def device_create(pid: str, region: str, label: str | None, broker: bool | None) -> None:
+    """Register a device; prints {"pid","kid","secret"} (+ "mqtt_username","mqtt_password"), shown only here."""
     from naboom.devices.schemas import DeviceCreate
     from naboom.devices.service import DeviceService
     from naboom.errors import NaboomError
@@ -283,28 +331,118 @@ def device_create(pid: str, region: str, label: str | None) -> None:
     try:
         data = msgspec.convert({"pid": pid, "region": region, "label": label}, DeviceCreate)
 
-        async def work(session: Any) -> Any:
+        async def work(session: Any) -> tuple[Any, bool]:
             await RegionService(session=session).ensure([region])
-            return await DeviceService(session=session).create_device(data)
+            return await DeviceService(session=session).create_device(data), True
 
-        credentials = _with_session(work)
+        result = _with_broker_account(pid, _broker_url(broker), work)
     except (NaboomError, msgspec.ValidationError) as exc:
         _fail(exc)
-    click.echo(msgspec.json.encode(credentials).decode())
+    click.echo(json.dumps(result))
 
 
 @device.command("rotate")
 @click.argument("pid")
-def device_rotate(pid: str) -> None:
-    """A new key, printed like ``create``; the old key stays valid for the grace period."""
+@BROKER_OPTION
+def device_rotate(pid: str, broker: bool | None) -> None:
+    """A new key (and broker password), printed like ``create``; the old key stays valid for the grace period."""
     from datetime import timedelta
 
     from naboom.devices.service import DeviceService
     from naboom.errors import NaboomError
 
     grace = timedelta(seconds=get_settings().key_grace_seconds)
+
+    async def work(session: Any) -> tuple[Any, bool]:
+        service = DeviceService(session=session)
+        credentials = await service.rotate(pid, grace)
+        return credentials, (await service.get_device(pid)).active
+
     try:
-        credentials = _with_session(lambda s: DeviceService(session=s).rotate(pid, grace))
+        result = _with_broker_account(pid, _broker_url(broker), work)
     except NaboomError as exc:
         _fail(exc)
-    click.echo(msgspec.json.encode(credentials).decode())
+    click.echo(json.dumps(result))
+
+
+@main.group()
+def broker() -> None:
+    """Accounts on a production Mosquitto (Dynamic Security plugin)."""
+
+
+@broker.command("init")
+@click.option("--config", "path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The Dynamic Security JSON file to write (the broker's plugin_opt_config_file).")
+@click.option("--admin-user", required=True, help="Password from NABOOM_MQTT_ADMIN_PASSWORD.")
+@click.option("--app-user", "app_users", multiple=True, required=True,
+              help="The app's user (repeatable, all share NABOOM_MQTT_APP_PASSWORD).")
+@click.option("--if-missing", is_flag=True, help="Do nothing when the file exists (a one-shot init container).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file (its device accounts are lost).")
+def broker_init(path: Path, admin_user: str, app_users: tuple[str, ...], if_missing: bool, force: bool) -> None:
+    """Write the broker's first account file: admin, app user(s), roles; no devices yet."""
+    import os
+
+    from naboom.devices.dynsec import write_dynsec_file
+
+    if path.exists() and not force:
+        if if_missing:
+            click.echo(f"{path} exists; left as it is")
+            return
+        _fail(FileExistsError(f"{path} exists and holds the broker's device accounts; --force overwrites it"))
+    # Passwords only from the environment: argv is visible to every user of the machine.
+    admin_password = os.environ.get("NABOOM_MQTT_ADMIN_PASSWORD", "")
+    app_password = os.environ.get("NABOOM_MQTT_APP_PASSWORD", "")
+    if not admin_password or not app_password:
+        _fail(ValueError("set NABOOM_MQTT_ADMIN_PASSWORD and NABOOM_MQTT_APP_PASSWORD"))
+    try:
+        write_dynsec_file(path, admin_user, admin_password, dict.fromkeys(app_users, app_password))
+    except (ValueError, OSError) as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}: admin {admin_user!r}, app {', '.join(repr(u) for u in app_users)}")
+
+
+def _broker_admin_call(pid: str, action: str) -> Any:
+    from naboom.devices.broker import BrokerAdmin, BrokerError
+
+    url = _broker_url(True)
+    assert url is not None
+
+    async def run() -> Any:
+        async with BrokerAdmin.from_url(url) as admin:
+            if action == "provision":
+                return await admin.provision_device(pid)
+            return await (admin.disable_device(pid) if action == "disable" else admin.enable_device(pid))
+
+    try:
+        return asyncio.run(run())
+    except BrokerError as exc:
+        _fail(exc)
+
+
+@broker.command("provision")
+@click.argument("pid")
+def broker_provision(pid: str) -> None:
+    """Create or reset one device's broker account; prints {"pid","mqtt_username","mqtt_password"}."""
+    account = _broker_admin_call(pid, "provision")
+    click.echo(json.dumps({"pid": pid, "mqtt_username": account.username, "mqtt_password": account.password}))
+
+
+@broker.command("disable")
+@click.argument("pid")
+def broker_disable(pid: str) -> None:
+    """Refuse a device's broker logins (its open connection is dropped)."""
+    found = _broker_admin_call(pid, "disable")
+    click.echo(json.dumps({"pid": pid, "disabled": True, "account": found}))
+
+
+@broker.command("enable")
+@click.argument("pid")
+def broker_enable(pid: str) -> None:
+    """Accept a device's broker logins again."""
+    found = _broker_admin_call(pid, "enable")
+    click.echo(json.dumps({"pid": pid, "enabled": True, "account": found}))
+
+
+from naboom.deploy.cli import edge  # noqa: E402  (its own module: the deployment's configs)
+
+main.add_command(edge)

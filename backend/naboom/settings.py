@@ -75,6 +75,8 @@ class Settings:
     # Every Redis key of this deployment starts with it (several deployments may share a Redis).
     redis_prefix: str
     mqtt_url: str | None
+    # The broker's Dynamic Security admin (mqtt://user:pass@host:port); unset = no broker accounts.
+    mqtt_admin_url: str | None = field(repr=False)
     http_host: str
     http_port: int
     secret_key: str = field(repr=False)
@@ -183,6 +185,7 @@ class Settings:
             redis_url=env.get("NABOOM_REDIS_URL") or None,
             redis_prefix=env.get("NABOOM_REDIS_PREFIX") or "naboom",
             mqtt_url=env.get("NABOOM_MQTT_URL") or None,
+            mqtt_admin_url=env.get("NABOOM_MQTT_ADMIN_URL") or None,
             http_host=env.get("NABOOM_HTTP_HOST", "127.0.0.1"),
             http_port=http_port,
             secret_key=secret_key,

@@ -21,12 +21,18 @@ class DeviceCreate(Schema):
     label: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
-class DeviceCredentials(Schema):
-    """The only time a secret leaves the system: at creation and rotation."""
+class DeviceCredentials(Schema, omit_defaults=True):
+    """The only time a secret leaves the system: at creation and rotation.
+
+    ``mqtt_username``/``mqtt_password``: the device's broker login, present only when this
+    deployment manages broker accounts (``NABOOM_MQTT_ADMIN_URL``) and the call made one.
+    """
 
     pid: str
     kid: int
     secret: str
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
 
 
 class KeyOut(Schema):

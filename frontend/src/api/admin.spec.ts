@@ -81,6 +81,14 @@ describe('admin API', () => {
     expect(Object.keys(JSON.parse(json))).toEqual(['pid', 'kid', 'secret'])
   })
 
+  it('adds the broker login to the provisioning JSON when the server made one', () => {
+    const json = admin.provisioningPayload({
+      pid: 'btn-1', kid: 1, secret: 'abc=', mqtt_username: 'btn-1', mqtt_password: 'pw',
+    })
+    // The same keys the simulator and `naboom device create --broker` use.
+    expect(JSON.parse(json)).toEqual({ pid: 'btn-1', kid: 1, secret: 'abc=', mqtt_username: 'btn-1', mqtt_password: 'pw' })
+  })
+
   it('reads providers and message details from the SMS endpoints', async () => {
     backend.on('GET', '/api/sms/providers', () => [
       { name: 'console', kind: 'console', role: 'primary', url: null, problem: null, breaker: { state: 'closed', failures: 0, open_until: null, last_error: null } },

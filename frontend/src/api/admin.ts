@@ -60,6 +60,9 @@ export interface DeviceCredentials {
   pid: string
   kid: number
   secret: string
+  /** The device's broker login: only when the deployment manages broker accounts, only at creation. */
+  mqtt_username?: string
+  mqtt_password?: string
 }
 
 /** Why the ingest refused a message (CONTRACT §1, in the order they are checked). */
@@ -105,7 +108,8 @@ export const devices = {
 
 /** The JSON a device is provisioned with (what the QR code encodes). */
 export function provisioningPayload(c: DeviceCredentials): string {
-  return JSON.stringify({ pid: c.pid, kid: c.kid, secret: c.secret })
+  const login = c.mqtt_username ? { mqtt_username: c.mqtt_username, mqtt_password: c.mqtt_password } : {}
+  return JSON.stringify({ pid: c.pid, kid: c.kid, secret: c.secret, ...login })
 }
 
 // ---------------------------------------------------------------- vehicles

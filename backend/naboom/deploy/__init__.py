@@ -1,0 +1,1 @@
+"""Helpers that turn the deployment templates under `deploy/` into runnable configs."""

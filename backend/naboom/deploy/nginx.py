@@ -1,0 +1,151 @@
+"""Render the nginx site of ``nginx/`` for a VPS or a test, and a main config to run it without root.
+
+The container image renders the same template with the official image's envsubst step; this
+module is the Python way to the same text (``naboom edge render-nginx``, the tests), so the two
+differ only in where the values come from.
+"""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import os
+import pwd
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from naboom.deploy.render import placeholders, render_template
+
+__all__ = ["NGINX_DIR", "EdgeSettings", "render_main", "render_site", "write_config"]
+
+# backend/naboom/deploy/nginx.py → the checkout's nginx/ (templates and snippets).
+NGINX_DIR = Path(__file__).resolve().parents[3] / "nginx"
+SITE_TEMPLATE = "templates/naboom.conf.template"
+
+# The types the site serves; a standalone config must not depend on the distribution's mime.types.
+_TYPES = {
+    "text/html": "html htm",
+    "text/css": "css",
+    "application/javascript": "js mjs",
+    "application/json": "json map",
+    "application/manifest+json": "webmanifest",
+    "image/svg+xml": "svg svgz",
+    "image/png": "png",
+    "image/x-icon": "ico",
+    "image/webp": "webp",
+    "font/woff2": "woff2",
+    "font/woff": "woff",
+    "text/plain": "txt",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """Everything the site template leaves open; defaults fit a VPS with nginx on the app's host."""
+
+    server_name: str = "localhost"
+    http_listen: str = "80"
+    https_listen: str = "443"
+    tls_cert: str = "/etc/letsencrypt/live/naboom/fullchain.pem"
+    tls_key: str = "/etc/letsencrypt/live/naboom/privkey.pem"
+    app_upstream: str = "127.0.0.1:8000"
+    mqtt_ws_upstream: str = "127.0.0.1:8083"
+    monitor_root: str = "/srv/naboom/monitor"
+    acme_root: str = "/var/www/certbot"
+    access_log: str = "/var/log/nginx/naboom.access.log"
+    # CIDRs (or single addresses) of the admins' networks; empty: nobody reaches the admin paths.
+    admin_allow: Sequence[str] = field(default_factory=lambda: ("127.0.0.1", "::1"))
+    ping_rate: str = "5r/s"
+    ping_burst: int = 20
+    # Extra img-src sources for a tile server, e.g. ``https://tile.example.org``.
+    csp_tile_sources: Sequence[str] = ()
+
+    def https_port(self) -> int:
+        """The public HTTPS port (from ``https_listen``, which may carry an address)."""
+        return int(self.https_listen.rsplit(":", 1)[-1].split()[0])
+
+    def values(self) -> dict[str, str]:
+        """The ``${NABOOM_EDGE_*}`` values of the site template."""
+        for cidr in self.admin_allow:
+            ipaddress.ip_network(cidr, strict=False)  # a typo must not become an nginx syntax error
+        port = self.https_port()
+        return {
+            "NABOOM_EDGE_SERVER_NAME": self.server_name,
+            "NABOOM_EDGE_HTTP_LISTEN": self.http_listen,
+            "NABOOM_EDGE_HTTPS_LISTEN": self.https_listen,
+            "NABOOM_EDGE_HTTPS_PORT_SUFFIX": "" if port == 443 else f":{port}",
+            "NABOOM_EDGE_TLS_CERT": self.tls_cert,
+            "NABOOM_EDGE_TLS_KEY": self.tls_key,
+            "NABOOM_EDGE_APP_UPSTREAM": self.app_upstream,
+            "NABOOM_EDGE_MQTT_WS_UPSTREAM": self.mqtt_ws_upstream,
+            "NABOOM_EDGE_MONITOR_ROOT": self.monitor_root.rstrip("/"),
+            "NABOOM_EDGE_ACME_ROOT": self.acme_root,
+            "NABOOM_EDGE_ACCESS_LOG": self.access_log,
+            "NABOOM_EDGE_ADMIN_ALLOW": admin_allow_directives(self.admin_allow),
+            "NABOOM_EDGE_PING_RATE": self.ping_rate,
+            "NABOOM_EDGE_PING_BURST": str(self.ping_burst),
+            "NABOOM_EDGE_CSP_TILE_SOURCES": " ".join(self.csp_tile_sources),
+        }
+
+
+def admin_allow_directives(cidrs: Sequence[str]) -> str:
+    """``allow`` lines for the admin locations (each followed by ``deny all;`` in the template)."""
+    return " ".join(f"allow {cidr};" for cidr in cidrs)
+
+
+def render_site(settings: EdgeSettings, nginx_dir: Path = NGINX_DIR) -> str:
+    """The site config (http-level: maps, zones, upstreams, server blocks)."""
+    return render_template((nginx_dir / SITE_TEMPLATE).read_text(), settings.values())
+
+
+def site_placeholders(nginx_dir: Path = NGINX_DIR) -> set[str]:
+    """Every ``${NAME}`` the site template uses (compose must define each for envsubst)."""
+    return placeholders((nginx_dir / SITE_TEMPLATE).read_text())
+
+
+def render_main(prefix: Path, site: str = "conf.d/naboom.conf") -> str:
+    """A main config that keeps pid, temp files and logs inside ``prefix`` (``nginx -p prefix``)."""
+    types = "\n".join(f"        {mime} {exts};" for mime, exts in _TYPES.items())
+    temp = "\n".join(
+        f"    {kind}_temp_path {prefix / 'tmp' / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""# Generated by naboom.deploy.nginx: nginx -p {prefix} -c {prefix / 'nginx.conf'}
+{_user_line()}worker_processes 1;
+pid {prefix / 'nginx.pid'};
+error_log {prefix / 'logs' / 'error.log'} warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    types {{
+{types}
+    }}
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_timeout 65s;
+{temp}
+    include {site};
+}}
+"""
+
+
+def _user_line() -> str:
+    """Started by root (a CI container), workers would become ``nobody`` and lose the test's files."""
+    if os.geteuid() != 0:
+        return ""
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
+
+
+def write_config(prefix: Path, settings: EdgeSettings, nginx_dir: Path = NGINX_DIR) -> Path:
+    """Write ``nginx.conf``, the rendered site and the snippets under ``prefix``; returns the main config."""
+    for sub in ("conf.d", "logs", "tmp"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copytree(nginx_dir / "snippets", prefix / "snippets", dirs_exist_ok=True)
+    (prefix / "conf.d" / "naboom.conf").write_text(render_site(settings, nginx_dir))
+    main = prefix / "nginx.conf"
+    main.write_text(render_main(prefix))
+    return main
