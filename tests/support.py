@@ -219,6 +219,27 @@ class Stack:
         return r.json()
 
 
+@contextmanager
+def fresh_stack(
+    tmp_path_factory: Any, mqtt_url: str | None, extra: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """An installation on a fresh, migrated PostgreSQL database, Redis and the broker at ``mqtt_url``;
+    the database is dropped afterwards. ``tmp_path_factory`` is pytest's."""
+    url = create_database()
+    stack = Stack(
+        var_dir=tmp_path_factory.mktemp("var"),
+        database_url=url,
+        redis_url=REDIS_URL,
+        mqtt_url=mqtt_url,
+        extra=dict(extra or {}),
+    )
+    try:
+        stack.cli("migrate")
+        yield stack
+    finally:
+        drop_database(url)
+
+
 class Process:
     """A ``naboom`` command (``worker``, ``scheduler``; ``serve`` is :class:`Server`) as a real child process.
 
@@ -284,6 +305,17 @@ class Server(Process):
             return r.status_code == 200 or not wait_mqtt
 
         wait_for_sync(healthy, timeout=60, what="naboom serve to become healthy")
+
+
+@contextmanager
+def serving(stack: Stack, tmp_path_factory: Any, log_name: str = "serve.log") -> Iterator[Server]:
+    """``naboom serve`` on ``stack``, healthy before the body runs, stopped after it."""
+    srv = Server(stack, tmp_path_factory.mktemp("logs") / log_name)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def worker(stack: Stack, log_path: Path, *queues: str) -> Process:

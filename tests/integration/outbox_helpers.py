@@ -86,6 +86,13 @@ class Mosquitto:
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def start(self) -> None:
         log = (self.workdir / "mosquitto.log").open("ab")
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)

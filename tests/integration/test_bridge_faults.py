@@ -16,40 +16,28 @@ from tests.integration.outbox_helpers import (
     outbox_rows,
     subscriber,
 )
-from tests.support import REDIS_URL, Server, Stack, create_database, drop_database, psql, sos, wait_for_sync
+from tests.support import Server, Stack, fresh_stack, psql, serving, sos, wait_for_sync
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """A broker this module may stop and start again."""
-    mosquitto = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    mosquitto.start()
-    yield mosquitto
-    mosquitto.stop()
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as mosquitto:
+        yield mosquitto
 
 
 @pytest.fixture(scope="module")
 def stack(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    url = create_database()
-    stack = Stack(
-        var_dir=tmp_path_factory.mktemp("var"),
-        database_url=url,
-        redis_url=REDIS_URL,
-        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
-        # Polling this slowly cannot explain a prompt delivery: the NOTIFY (re-LISTENed after a reconnect) must.
-        extra={"NABOOM_BRIDGE_POLL_SECONDS": "30"},
-    )
-    stack.cli("migrate")
-    yield stack
-    drop_database(url)
+    # Polling this slowly cannot explain a prompt delivery: the NOTIFY (re-LISTENed after a reconnect) must.
+    with fresh_stack(tmp_path_factory, f"mqtt://127.0.0.1:{broker.port}",
+                     {"NABOOM_BRIDGE_POLL_SECONDS": "30"}) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
 def served(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(stack, tmp_path_factory.mktemp("logs") / "serve.log")
-    srv.start()
-    yield srv
-    srv.stop()
+    with serving(stack, tmp_path_factory) as srv:
+        yield srv
 
 
 @pytest.fixture

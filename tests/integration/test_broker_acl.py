@@ -21,13 +21,12 @@ import pytest
 from naboom.telemetry.service import sign as sign_telemetry
 from tests.brokers import MqttProbe, ProductionBroker, production_broker, wait_closed
 from tests.support import (
-    REDIS_URL,
     Server,
     Stack,
-    create_database,
-    drop_database,
     free_port,
+    fresh_stack,
     psql,
+    serving,
     sos,
     unique_pid,
     unique_region,
@@ -48,25 +47,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProductionBroke
 @pytest.fixture(scope="module")
 def stack(broker: ProductionBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """An installation whose app logs in as the app user and whose CLI manages device accounts."""
-    url = create_database()
-    installed = Stack(
-        var_dir=tmp_path_factory.mktemp("var"),
-        database_url=url,
-        redis_url=REDIS_URL,
-        mqtt_url=broker.app_url,
-        extra={"NABOOM_MQTT_ADMIN_URL": broker.admin_url, "NABOOM_MQTT_SHARE_GROUP": f"g{uuid.uuid4().hex[:6]}"},
-    )
-    installed.cli("migrate")
-    yield installed
-    drop_database(url)
+    extra = {"NABOOM_MQTT_ADMIN_URL": broker.admin_url, "NABOOM_MQTT_SHARE_GROUP": f"g{uuid.uuid4().hex[:6]}"}
+    with fresh_stack(tmp_path_factory, broker.app_url, extra) as installed:
+        yield installed
 
 
 @pytest.fixture(scope="module")
 def served(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(stack, tmp_path_factory.mktemp("logs") / "serve.log")
-    srv.start()
-    yield srv
-    srv.stop()
+    with serving(stack, tmp_path_factory) as srv:
+        yield srv
 
 
 @pytest.fixture

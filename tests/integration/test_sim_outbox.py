@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.incident_helpers import call, ok
 from tests.integration.outbox_helpers import Mosquitto
-from tests.support import REDIS_URL, Server, Stack, create_database, drop_database, wait_for_sync
+from tests.support import Server, Stack, fresh_stack, serving, wait_for_sync
 
 SIM = str(Path(sys.executable).parent / "naboom-sim")
 
@@ -27,32 +27,20 @@ SIM = str(Path(sys.executable).parent / "naboom-sim")
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """A Mosquitto of this module's own, which the tests stop and start again."""
-    mosquitto = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    mosquitto.start()
-    yield mosquitto
-    mosquitto.stop()
+    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as mosquitto:
+        yield mosquitto
 
 
 @pytest.fixture(scope="module")
 def stack(broker: Mosquitto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    url = create_database()
-    stack = Stack(
-        var_dir=tmp_path_factory.mktemp("var"),
-        database_url=url,
-        redis_url=REDIS_URL,
-        mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
-    )
-    stack.cli("migrate")
-    yield stack
-    drop_database(url)
+    with fresh_stack(tmp_path_factory, f"mqtt://127.0.0.1:{broker.port}") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
 def served(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(stack, tmp_path_factory.mktemp("logs") / "serve.log")
-    srv.start()
-    yield srv
-    srv.stop()
+    with serving(stack, tmp_path_factory) as srv:
+        yield srv
 
 
 def _device(stack: Stack, tmp_path: Path) -> tuple[str, Path, str]:

@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tests.integration.incident_helpers import call, ok
-from tests.support import REDIS_URL, Server, Stack, create_database, drop_database, free_port, wait_for_sync
+from tests.support import Server, Stack, free_port, fresh_stack, serving, wait_for_sync
 
 SIM = str(Path(sys.executable).parent / "naboom-sim")
 
@@ -105,19 +105,9 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
 
 @pytest.fixture(scope="module")
 def served(tls_broker: TlsBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    url = create_database()
-    stack = Stack(
-        var_dir=tmp_path_factory.mktemp("var"),
-        database_url=url,
-        redis_url=REDIS_URL,
-        mqtt_url=f"mqtt://127.0.0.1:{tls_broker.tcp_port}",
-    )
-    stack.cli("migrate")
-    srv = Server(stack, tmp_path_factory.mktemp("logs") / "serve.log")
-    srv.start()
-    yield srv
-    srv.stop()
-    drop_database(url)
+    with fresh_stack(tmp_path_factory, f"mqtt://127.0.0.1:{tls_broker.tcp_port}") as stack, \
+            serving(stack, tmp_path_factory) as srv:
+        yield srv
 
 
 def _sim(*args: str) -> subprocess.CompletedProcess[str]:
