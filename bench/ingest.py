@@ -1,24 +1,61 @@
 #!/usr/bin/env python
-"""Ingest benchmark: N signed SOS through a real Mosquitto into ``naboom serve``; one JSON line out.
+"""Ingest benchmark: signed SOS from the simulator through a real Mosquitto into ``naboom serve``.
 
-    .venv/bin/python bench/ingest.py                      # 5000 SOS, as fast as the publisher can
-    .venv/bin/python bench/ingest.py --rate 1000          # a fixed offered load, for latency
+    flock /tmp/naboom-bench.lock .venv/bin/python bench/ingest.py                 # (a) 30,000 SOS flat out
+    flock /tmp/naboom-bench.lock .venv/bin/python bench/ingest.py --rate 1000     # (b) 1,000/s for 10 s
+    flock /tmp/naboom-bench.lock .venv/bin/python bench/ingest.py --sweep 250,500,1000,2000,4000
+    .venv/bin/python bench/ingest.py --quick                                      # a smoke run
 
-It builds everything it needs and removes it again: a fresh PostgreSQL database (``createdb``),
-``naboom migrate``, a device and an operator through the CLI, its own Mosquitto on a free
-loopback port (generated config with raised ``max_inflight_messages``/``max_queued_messages``)
-and ``naboom serve`` as a child process. Measured in the same run:
+Built fresh each run and removed after (``bench/rig.py``): a PostgreSQL database, a Mosquitto
+on a free port (``max_inflight_messages`` raised: the ingest acknowledges after commit),
+Redis keys under a run prefix, ``naboom serve``; an admin provisions ``--devices`` devices
+through the API and an operator of the region reads its live feed. The load is the device
+simulator's (``naboom_sim.load.run_load``): pre-signed SOS published at QoS 1 over
+``--connections`` connections, each matched by its ``msg`` marker to its ``incident.created``
+event on the SSE feed.
 
-* ``accepted_per_s``: N ÷ (first publish → the Nth ``incident.created`` seen on an SSE stream;
-  the database row count is the fallback if the stream fell behind). Every SOS must be stored
-  exactly once or the run fails.
-* ``latency_ms``: publish → SSE receipt, p50/p95/p99. The publisher puts its monotonic clock
-  reading into each SOS's (signed) ``msg``; CLOCK_MONOTONIC is system-wide on Linux, so the
-  publisher process and the SSE reader compare the same clock.
-* ``ceiling_live_per_s``: a bare aiomqtt subscriber (persistent session, QoS 1, counts only)
-  subscribed to the same topic while the ingest runs: same stream, same broker, same time.
-* ``ceiling_drain_per_s``: the same subscriber draining N messages queued for its offline
-  persistent session afterwards, with nothing else running (the subscriber-side limit).
+Modes and the keys of the one JSON line (besides ``bench``, ``ok``, ``lost``, ``doubled``,
+``load_avg``, ``quick`` of ``bench/rig.py`` and the ``measured``/``ceiling``/``ratio``/``target``/
+``variant`` summary of bench/README.md):
+
+* (a) default, ``--count N`` (30,000) published as fast as the simulator goes; bench ``ingest``,
+  ``variant`` ``n=N``, ``measured`` = ``accepted_per_s`` = N ÷ (first publish → the newest
+  incident's ``created_at``), ``ceiling`` = the faster bare aiomqtt subscriber (live or drain),
+  target ≥ 0.5 times that and ≥ 5,000/s. Its latencies are queueing times behind the burst.
+* (b) ``--rate R [--duration D]`` (D = 10 s); ``variant`` ``rate=R``, ``measured`` = the
+  publish→SSE p99 (target ≤ 50 ms when R = 1,000).
+* (c) ``--sweep R1,R2,…``: bench ``ingest-sweep``, ``points``: one object per rate with the
+  per-run keys below and ``offered_per_s`` (the latency-against-load plot).
+
+Per run: ``published``, ``publish_per_s`` (the simulator), ``accepted_per_s``, ``stored``
+(incident rows), ``latency_ms`` (publish → the event read on the first server's SSE feed, after
+commit and broadcast; the simulator's numbers), ``commit_latency_ms`` (publish → the incident
+row's ``created_at``, which is set when the INSERT executes inside the batch's transaction,
+just before its COMMIT: PostgreSQL keeps no commit time unless ``track_commit_timestamp`` is
+on), both ``{p50, p90, p95, p99, max}``; ``sse_seen``; ``feeds`` (with several servers: what
+each other server's feed saw of the run, once and twice); ``serve_cpu_percent`` (per server,
+100 = one core), ``serve_cpu_ms_per_sos`` (comparable between runs on a busy machine),
+``machine_cpu_percent`` (every core of the machine, whoever used it).
+
+Per bench run, measured in the same run:
+
+* ``ceilings.aiomqtt_live_per_s``: a bare aiomqtt subscriber (QoS 1, counts only, its own
+  process) on the same topic while the ingest runs, mode (a) only (``--no-live-ceiling``
+  leaves it out: it competes for the same two cores). It can be no faster than the publisher.
+* ``ceilings.aiomqtt_drain_per_s``: a bare aiomqtt subscriber draining everything published,
+  queued for its offline persistent session, with nothing else running.
+* ``ceilings.mosquitto_sub_drain_per_s``: ``mosquitto_sub -q 1 -C N`` draining its session the same way.
+* ``unacked``: messages the broker still held for the ingest's session once the load was
+  in: ``naboom serve`` is killed (SIGKILL: nothing more can be acknowledged), a client takes
+  over its session (the broker must report the session present) and sentinels are published;
+  whatever the broker hands over before the sentinel was delivered to the ingest and never
+  acknowledged, or still queued. Non-zero fails the run (``ok`` false).
+* ``lost`` = SOS published whose incident is missing from the table or whose event never came
+  on a feed; ``doubled`` = extra rows for one SOS plus events seen twice. Either non-zero fails
+  the run (exit 1).
+* ``ingest_batches``: the ingest's batch sizes from ``/metrics`` (``mean``, ``batches``), to
+  see whether ``NABOOM_MQTT_BATCH_SIZE`` batches fill under load; ``devices``,
+  ``connections``, ``mosquitto_max_inflight``, ``batch_size``: the set-up.
 
 Progress goes to stderr; stdout carries only the JSON line.
 """
@@ -27,566 +64,550 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import math
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NABOOM = str(Path(sys.executable).parent / "naboom")
-HOST = "127.0.0.1"
-TOPIC_FILTER = "panic/ingest/+"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rig import (
+    HOST,
+    Naboom,
+    Rig,
+    add_common_args,
+    cpu_seconds,
+    free_port,
+    log,
+    machine_cpu,
+    run_bench,
+    sse_stream,
+    summary,
+    wait_until,
+)
+
+TOPIC_FILTER = "panic/ingest/#"
 
 
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+# --- the installation ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+@dataclass
+class Installation:
+    """The product as the load sees it: servers, a region's operator token, provisioned devices."""
+
+    rig: Rig
+    servers: list[Naboom]
+    token: str
+    devices_path: Path
+    client_ids: list[str] = field(default_factory=list)
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+def install(rig: Rig, args: argparse.Namespace, processes: int = 1, **extra: str) -> Installation:
+    """Mosquitto, a migrated database, ``processes`` times ``naboom serve``, an operator and the devices.
+
+    With more than one process they share the MQTT load through ``$share`` (distinct client
+    ids, one share group) and the live feed through Redis.
+    """
+    rig.mosquitto(inflight=args.inflight)
+    rig.database()
+    if args.batch:
+        extra["NABOOM_MQTT_BATCH_SIZE"] = str(args.batch)
+    if processes > 1:
+        extra["NABOOM_MQTT_SHARE_GROUP"] = f"bench-{rig.run}"
+    base_env = rig.env(**extra)
+    rig.cli(base_env, "migrate")
+    admin, admin_pw = rig.user(base_env, "admin")
+    op, op_pw = rig.user(base_env, "operator", rig.region)
+    servers, client_ids = [], []
+    for k in range(processes):
+        # One installation: the same secret key (tokens), database and Redis prefix; a port each.
+        env = {**base_env, "NABOOM_HTTP_PORT": str(free_port())} if k else base_env
+        env["NABOOM_MQTT_CLIENT_ID"] = f"bench-ingest-{rig.run}-{k}"
+        servers.append(rig.serve(env, name=f"serve-{k}"))
+        client_ids.append(env["NABOOM_MQTT_CLIENT_ID"])
+    base = servers[0].base_url
+    assert base is not None
+    token = rig.login(base, op, op_pw)
+    devices_path = rig.work / "devices.jsonl"
+    asyncio.run(_provision(base, rig.login(base, admin, admin_pw), rig.region, args.devices, devices_path))
+    log(f"{args.devices} devices in {rig.region}; {processes} server(s) up")
+    return Installation(rig, servers, token, devices_path, client_ids)
 
 
-# --- child role: publisher ----------------------------------------------------------------------
+async def _provision(base_url: str, admin_token: str, region: str, count: int, out: Path) -> None:
+    import httpx
+
+    from naboom_sim.load import provision
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        await provision(http, admin_token, region, count, out, prefix="bench")
 
 
-def run_publisher(args: argparse.Namespace) -> None:
-    """Publish ``count`` signed SOS at QoS 1 (paced to ``rate``/s if set); print timings as JSON."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+# --- one load run ------------------------------------------------------------------------------------
 
-    from naboom.ingest.signing import signed_payload
 
-    device = json.loads(sys.stdin.readline())
-    topic = f"panic/ingest/{device['pid']}"
-    acked = 0
-    last_ack = 0.0
-    all_acked = threading.Event()
+async def load_run(
+    inst: Installation, args: argparse.Namespace, rate: float, duration: float, other_feeds: int = 0
+) -> dict[str, Any]:
+    """The simulator's load at ``rate`` for ``duration``; its report plus the publish times.
 
-    def on_publish(client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        nonlocal acked, last_ack
-        acked += 1
-        last_ack = time.monotonic()
-        if acked == args.count:
-            all_acked.set()
+    The simulator reads the live feed of the first server; with ``other_feeds`` the next
+    servers' feeds are watched too (``feeds``: what each saw of this run, once and twice).
+    """
+    import httpx
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
-    client.max_inflight_messages_set(args.pub_inflight)
-    client.max_queued_messages_set(0)
-    client.on_publish = on_publish
-    client.connect(HOST, args.port)
-    client.loop_start()
-    run = uuid.uuid4().hex[:8]
-    interval = 1.0 / args.rate if args.rate else 0.0
-    t0 = time.monotonic()
-    for seq in range(args.count):
-        if interval:
-            delay = t0 + seq * interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        payload = {
-            "pid": device["pid"],
-            "ts": int(time.time()),
-            "nonce": f"{run}-{seq}",
-            "msg": f"bench {seq} {time.monotonic_ns()}",
-            "lat": -24.53,
-            "lng": 28.71,
-            "acc": 10.0,
-            "kid": device["kid"],
-        }
-        client.publish(topic, json.dumps(signed_payload(payload, device["secret"])), qos=1)
-    t_sent = time.monotonic()
-    ok = all_acked.wait(timeout=args.timeout)
-    client.loop_stop()
-    client.disconnect()
-    print(
-        json.dumps({"t0": t0, "t_sent": t_sent, "t_acked": last_ack, "acked": acked, "complete": ok}),
-        flush=True,
+    from naboom_sim.credentials import load_devices
+    from naboom_sim.load import LoadPlan, run_load
+    from naboom_sim.transport import Broker
+
+    assert inst.rig.mqtt_port is not None
+    published: list[float] = []
+    plan = LoadPlan(rate, duration, args.connections, grace=args.timeout)
+    watchers = [FeedWatcher(server, inst) for server in inst.servers[1 : 1 + other_feeds]]
+    tasks = [asyncio.create_task(w.run()) for w in watchers]
+    try:
+        for w, task in zip(watchers, tasks, strict=True):
+            ready = asyncio.create_task(w.ready.wait())
+            await asyncio.wait({ready, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            if task.done():
+                task.result()  # the watcher failed: say why
+            if not w.ready.is_set():
+                raise RuntimeError(f"the live feed of {w.server.name} did not open")
+        async with httpx.AsyncClient(base_url=inst.servers[0].base_url or "", timeout=30) as http:
+            report = await run_load(
+                load_devices(inst.devices_path),
+                Broker("mqtt", HOST, inst.rig.mqtt_port),
+                http,
+                inst.rig.region,
+                inst.token,
+                plan,
+                published_wall=published,
+            )
+        deadline = time.monotonic() + args.timeout
+        while any(w.distinct(report["run"]) < report["published"] for w in watchers):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    report["published_wall"] = published
+    report["feeds"] = [
+        {"server": w.server.name, "seen": w.distinct(report["run"]), "doubled": w.doubled(report["run"])}
+        for w in watchers
+    ]
+    return report
+
+
+class FeedWatcher:
+    """Counts the load's markers on one server's live feed (another process than the simulator reads)."""
+
+    def __init__(self, server: Naboom, inst: Installation) -> None:
+        self.server, self.inst = server, inst
+        self.ready = asyncio.Event()
+        self.seen: Counter[str] = Counter()
+
+    async def run(self) -> None:
+        from naboom_sim.load import marker_of
+
+        assert self.server.base_url is not None
+        async with sse_stream(self.server.base_url, self.inst.token, self.inst.rig.region) as events:
+            self.ready.set()
+            async for event in events:
+                marker = marker_of(event.type, event.data)
+                if marker is not None:
+                    self.seen[marker] += 1
+
+    def distinct(self, run: str) -> int:
+        return sum(1 for marker in self.seen if marker.startswith(f"load {run}-"))
+
+    def doubled(self, run: str) -> int:
+        return sum(n - 1 for marker, n in self.seen.items() if marker.startswith(f"load {run}-"))
+
+
+def commit_times(inst: Installation, run: str) -> dict[int, list[float]]:
+    """``{sequence: [created_at as Unix seconds, …]}`` of the incidents a load run opened (one each, if right)."""
+    assert inst.rig.db is not None
+    marker = f"load {run}-"
+    out = inst.rig.db.sql(
+        f"SELECT message, extract(epoch FROM created_at) FROM incident WHERE message LIKE '{marker}%'"
     )
+    rows: dict[int, list[float]] = {}
+    for line in out.splitlines():
+        message, _, stamp = line.rpartition("|")
+        rows.setdefault(int(message[len(marker) :]), []).append(float(stamp))
+    return rows
 
 
-# --- child role: counting subscriber (the ceiling) ----------------------------------------------
+def judge(inst: Installation, report: dict[str, Any]) -> dict[str, Any]:
+    """Compare a run's publishes with the table and the feed: throughput, latencies, lost, doubled."""
+    published: list[float] = report["published_wall"]
+    rows = commit_times(inst, report["run"])
+    stored = sum(len(stamps) for stamps in rows.values())
+    missing_rows = sum(1 for seq in range(len(published)) if seq not in rows)
+    commit_ms = [(rows[seq][0] - t) * 1000 for seq, t in enumerate(published) if seq in rows]
+    last_commit = max((stamps[0] for stamps in rows.values()), default=published[0] if published else 0)
+    elapsed = last_commit - published[0] if published else 0
+    return {
+        "published": report["published"],
+        "publish_per_s": round(report["published"] / report["duration_s"], 1)
+        if report["duration_s"]
+        else None,
+        "accepted_per_s": round(len(rows) / elapsed, 1) if elapsed > 0 else None,
+        "stored": stored,
+        "latency_ms": report["latency_ms"],
+        "commit_latency_ms": summary(commit_ms),
+        "sse_seen": report["accepted"],
+        "feeds": report["feeds"] or None,
+        # Lost: no row, or a row operators never saw on a feed.
+        "lost": max(
+            [missing_rows, report["lost"]] + [report["published"] - f["seen"] for f in report["feeds"]]
+        ),
+        "doubled": (stored - len(rows)) + report["doubled"] + sum(f["doubled"] for f in report["feeds"]),
+    }
 
 
-async def run_counter(args: argparse.Namespace) -> None:
-    """A bare aiomqtt subscriber with a persistent session that only counts.
+# --- ceilings ------------------------------------------------------------------------------------------
 
-    ``prepare``: create the session and its subscription, then leave (messages queue for it).
-    ``live``: subscribe, say ``ready``, count ``count`` messages as they arrive.
-    ``drain``: reconnect to the prepared session and count the ``count`` queued messages.
+
+async def count_messages(
+    port: int, client_id: str, count: int, seconds: float, mode: str
+) -> dict[str, float]:
+    """A bare aiomqtt subscriber (persistent session, QoS 1) that only counts.
+
+    ``prepare`` creates the session and leaves (messages queue for it); ``live`` subscribes,
+    prints ``ready`` and counts ``count`` messages; ``drain`` reconnects and counts the queue.
     """
     import aiomqtt
 
     client = aiomqtt.Client(
-        hostname=HOST,
-        port=args.port,
-        identifier=args.client_id,
-        protocol=aiomqtt.ProtocolVersion.V311,
-        clean_session=False,
-        keepalive=60,
+        HOST, port, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V311, clean_session=False
     )
-    t_connect = time.monotonic()
+    t_connect = time.time()
     async with client:
-        if args.mode in ("prepare", "live"):
+        if mode in ("prepare", "live"):
             await client.subscribe(TOPIC_FILTER, qos=1)
-        if args.mode == "prepare":
-            print(json.dumps({"prepared": True}), flush=True)
-            return
-        if args.mode == "live":
+        if mode == "prepare":
+            return {}
+        if mode == "live":
             print("ready", flush=True)
-        seen = 0
-        first = last = 0.0
-        async with asyncio.timeout(args.timeout):
+        seen, first, last = 0, 0.0, 0.0
+        async with asyncio.timeout(seconds):
             async for _ in client.messages:
-                last = time.monotonic()
-                if seen == 0:
-                    first = last
+                last = time.time()
+                first = first or last
                 seen += 1
-                if seen == args.count:
+                if seen == count:
                     break
-    print(json.dumps({"t_connect": t_connect, "first": first, "last": last, "count": seen}), flush=True)
+    return {"t_connect": t_connect, "first": first, "last": last, "count": seen}
 
 
-# --- orchestration --------------------------------------------------------------------------
+def mosquitto_sub(port: int, client_id: str, count: int | None, timeout: float) -> float:
+    """``mosquitto_sub -q 1`` on a persistent session: prepare it (``count`` None) or time draining ``count``."""
+    cmd = ["mosquitto_sub", "-h", HOST, "-p", str(port), "-q", "1", "-c", "-i", client_id, "-t", TOPIC_FILTER]
+    cmd += ["-E"] if count is None else ["-C", str(count)]
+    t0 = time.monotonic()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, timeout=timeout)
+    return time.monotonic() - t0
 
 
-class Teardown:
-    """Undo steps, run last-in first-out, each one even if another failed."""
+class Ceilings:
+    """The bare subscribers of one run: sessions prepared before the load, drained after it."""
 
-    def __init__(self) -> None:
-        self._steps: list[tuple[str, Callable[[], Any]]] = []
+    def __init__(self, inst: Installation, args: argparse.Namespace, live: bool) -> None:
+        self.inst, self.args, self.live = inst, args, live
+        run = inst.rig.run
+        self.drain_id, self.sub_id, self.live_id = f"ceil-drain-{run}", f"ceil-sub-{run}", f"ceil-live-{run}"
+        self._live: subprocess.Popen[str] | None = None
+        self.results: dict[str, Any] = {}
 
-    def push(self, what: str, step: Callable[[], Any]) -> None:
-        self._steps.append((what, step))
+    @property
+    def port(self) -> int:
+        assert self.inst.rig.mqtt_port is not None
+        return self.inst.rig.mqtt_port
 
-    def run(self) -> None:
-        while self._steps:
-            what, step = self._steps.pop()
-            try:
-                step()
-            except Exception as exc:  # teardown reports and goes on
-                log(f"teardown of {what} failed: {exc!r}")
+    def prepare(self, expected: int) -> None:
+        """Sessions that collect everything from now on; the live counter, if wanted, subscribed."""
+        asyncio.run(count_messages(self.port, self.drain_id, 0, 30, "prepare"))
+        mosquitto_sub(self.port, self.sub_id, None, 30)
+        if self.live:
+            self._live = subprocess.Popen(
+                [sys.executable, __file__, "--role", "counter", "--port", str(self.port), "--client-id",
+                 self.live_id, "--count", str(expected), "--timeout", str(self.args.timeout)],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            self.inst.rig.teardown.push("live counter", self._live.kill)
+            assert self._live.stdout is not None
+            if self._live.stdout.readline().strip() != "ready":
+                raise RuntimeError("the live ceiling counter did not start")
 
-
-def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((HOST, port)) == 0
-
-
-def child(role: str, *extra: str, port: int, count: int, timeout: float) -> list[str]:
-    return [sys.executable, __file__, "--role", role, "--port", str(port), "--count", str(count),
-            "--timeout", str(timeout), *extra]  # fmt: skip
+    def finish(self, expected: int, first_publish: float) -> dict[str, Any]:
+        """Collect the live count; drain both sessions one after the other, nothing else running."""
+        out: dict[str, Any] = {}
+        if self._live is not None:
+            stdout, _ = self._live.communicate(timeout=self.args.timeout)
+            live = json.loads(stdout.strip().splitlines()[-1])
+            if live["count"] != expected:
+                raise RuntimeError(f"the live ceiling counter got {live['count']} of {expected}")
+            out["aiomqtt_live_per_s"] = round(expected / (live["last"] - first_publish), 1)
+        drain = asyncio.run(count_messages(self.port, self.drain_id, expected, self.args.timeout, "drain"))
+        if drain["count"] != expected:
+            raise RuntimeError(f"the aiomqtt drain counter got {drain['count']} of {expected}")
+        out["aiomqtt_drain_per_s"] = round(expected / (drain["last"] - drain["t_connect"]), 1)
+        seconds = mosquitto_sub(self.port, self.sub_id, expected, self.args.timeout)
+        out["mosquitto_sub_drain_per_s"] = round(expected / seconds, 1)
+        return out
 
 
-def mosquitto_config(work: Path, port: int, args: argparse.Namespace) -> Path:
-    conf = work / "mosquitto.conf"
-    conf.write_text(
-        "\n".join(
-            [
-                f"listener {port} {HOST}",
-                "allow_anonymous true",
-                "persistence false",
-                # The ingest acknowledges after commit: in-flight caps its throughput (NOTES.md).
-                f"max_inflight_messages {args.inflight}",
-                # Everything published may be queued for a session at once; never drop any.
-                f"max_queued_messages {args.count * 2 + 1000}",
-                "max_queued_bytes 0",
-                "set_tcp_nodelay true",
-                f"log_dest file {work / 'mosquitto.log'}",
-                "log_type error",
-                "log_type warning",
-                "",
-            ]
-        )
-    )
-    return conf
+# --- acknowledged? ----------------------------------------------------------------------------------------
 
 
-class SseReader:
-    """Counts ``incident.created`` on one region's stream, keeping receipt times and messages."""
+def unacked(port: int, client_ids: list[str], timeout: float = 30) -> dict[str, int]:
+    """Messages the broker still holds for each session (in flight or queued), by client id.
 
-    def __init__(self, base_url: str, token: str, region: str, count: int) -> None:
-        self.base_url, self.token, self.region, self.count = base_url, token, region, count
-        self.received: list[tuple[int, str]] = []  # (monotonic ns at receipt, msg)
-        self.connected = asyncio.Event()
-        self.complete = asyncio.Event()
-        self.resets = 0
+    Call with the sessions' owners gone. We take over every session at once (each must be
+    present: otherwise there is nothing to prove) and publish sentinels until each session has
+    received one; what a session hands over before its first sentinel was delivered to the
+    ingest and never acknowledged, or still queued for it: the broker resends unacknowledged
+    in-flight messages first and keeps a session's queue in order. All at once because a
+    ``$share`` group hands each sentinel to one member only.
+    """
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    async def run(self) -> None:
-        import httpx
+    prefix = f"sentinel-{uuid.uuid4().hex}".encode()
+    before = {cid: 0 for cid in client_ids}
+    present: dict[str, bool] = {}
+    reached: set[str] = set()
 
-        headers = {"Authorization": f"Bearer {self.token}"}
-        async with (
-            httpx.AsyncClient(base_url=self.base_url, timeout=None) as client,
-            client.stream("GET", "/panic/api/stream", params={"region": self.region}, headers=headers) as r,
-        ):
-            r.raise_for_status()
-            event = ""
-            async for line in r.aiter_lines():
-                if line.startswith(": connected"):
-                    self.connected.set()
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("data:") and event == "incident.created":
-                    now = time.monotonic_ns()
-                    self.received.append((now, json.loads(line[5:])["msg"]))
-                    if len(self.received) >= self.count:
-                        self.complete.set()
-                        return
-                elif line.startswith("data:") and event == "stream.reset":
-                    self.resets += 1
+    def taker(cid: str) -> paho.Client:
+        def on_connect(_c: paho.Client, _u: Any, flags: Any, _rc: Any, _p: Any = None) -> None:
+            present[cid] = bool(flags.session_present)
 
+        def on_message(_c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+            if bytes(message.payload).startswith(prefix):
+                reached.add(cid)
+            elif cid not in reached:
+                before[cid] += 1
 
-@dataclass
-class Rig:
-    """Everything the measurement runs against, built by :func:`build`."""
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=False)
+        client.on_connect, client.on_message = on_connect, on_message
+        client.connect(HOST, port)
+        client.loop_start()
+        return client
 
-    args: argparse.Namespace
-    work: Path
-    run: str
-    region: str
-    mqtt_port: int
-    dbname: str
-    base_url: str
-    token: str
-    device: dict[str, Any]
-    drain_id: str
-
-
-def bench(args: argparse.Namespace) -> dict[str, Any]:
-    """Build the rig, measure, tear everything down (also on failure)."""
-    teardown = Teardown()
-    work = Path(tempfile.mkdtemp(prefix="naboom-bench-"))
-    teardown.push("work dir", lambda: shutil.rmtree(work, ignore_errors=True))
+    takers = [taker(cid) for cid in client_ids]
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sentinel-{uuid.uuid4().hex[:8]}")
     try:
-        rig = build(args, work, teardown)
-        result = asyncio.run(measure(rig))
-        result["ceiling_drain_per_s"] = drain_ceiling(rig)
-        return result
+        wait_until(lambda: len(present) == len(client_ids), timeout, "taking over the ingest sessions")
+        if not all(present.values()):
+            raise RuntimeError(f"the broker lost sessions {[c for c, p in present.items() if not p]}")
+        pub.connect(HOST, port)
+        pub.loop_start()
+        n = 0
+
+        def all_reached() -> bool:
+            nonlocal n
+            n += 1
+            pub.publish("panic/ingest/bench-sentinel", prefix + b"%d" % n, qos=1)
+            return len(reached) == len(client_ids)
+
+        wait_until(all_reached, timeout, "a sentinel to reach every session", every=0.05)
     finally:
-        log("tearing down")
-        teardown.run()
+        pub.loop_stop()
+        pub.disconnect()
+        for client in takers:
+            client.loop_stop()
+            client.disconnect()
+    return before
 
 
-def build(args: argparse.Namespace, work: Path, teardown: Teardown) -> Rig:
-    """Mosquitto, a fresh database, the CLI set-up, ``naboom serve``, a login, the drain session."""
+def unacked_after_kill(inst: Installation) -> int:
+    """Kill every ``naboom serve`` (nothing more gets acknowledged) and count what their sessions hold."""
+    assert inst.rig.mqtt_port is not None
+    for server in inst.servers:
+        server.kill()
+    held = unacked(inst.rig.mqtt_port, inst.client_ids)
+    if any(held.values()):
+        log(f"unacknowledged or queued for the ingest: {held}")
+    return sum(held.values())
+
+
+def batch_sizes(servers: list[Naboom]) -> dict[str, Any] | None:
+    """Mean size and number of the ingest's batches over ``servers``, from their Prometheus histograms."""
     import httpx
-    import redis
 
-    run = uuid.uuid4().hex[:8]
-    region = f"BENCH-{run.upper()}"  # upper case: Litestar upper-cases Redis stream keys
-
-    # Mosquitto of our own, with limits fit for ack-after-commit.
-    mqtt_port = free_port()
-    conf = mosquitto_config(work, mqtt_port, args)
-    mosquitto = subprocess.Popen(
-        ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    teardown.push("mosquitto", lambda: stop_process(mosquitto))
-    wait_until(lambda: port_open(mqtt_port) or mosquitto.poll() is not None, 20, "mosquitto to listen")
-    if mosquitto.poll() is not None:
-        raise RuntimeError(f"mosquitto exited with {mosquitto.returncode}; see {conf}")
-    log(f"mosquitto pid {mosquitto.pid} on {HOST}:{mqtt_port}")
-
-    # A fresh PostgreSQL database.
-    dbname = f"naboom_bench_{run}"
-    pg = ["-h", args.pg_host, "-p", str(args.pg_port), "-U", args.pg_user]
-    subprocess.run(["createdb", *pg, dbname], check=True)
-    teardown.push(
-        "database", lambda: subprocess.run(["dropdb", *pg, "--force", "--if-exists", dbname], check=True)
-    )
-    db_url = f"postgresql+asyncpg://{args.pg_user}@{args.pg_host}:{args.pg_port}/{dbname}"
-
-    # Redis: every key this run makes starts with its own prefix (event ids, live streams, task queues).
-    prefix = f"naboom-bench-{run}"
-    r = redis.Redis.from_url(args.redis_url)
-    teardown.push("redis keys", lambda: _drop_keys(r, f"{prefix}*"))
-
-    http_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NABOOM_")}
-    env.update(
-        {
-            "NABOOM_DATABASE_URL": db_url,
-            "NABOOM_REDIS_URL": args.redis_url,
-            "NABOOM_REDIS_PREFIX": prefix,
-            "NABOOM_MQTT_URL": f"mqtt://{HOST}:{mqtt_port}",
-            "NABOOM_HTTP_PORT": str(http_port),
-            "NABOOM_MQTT_CLIENT_ID": f"bench-ingest-{run}",
-            "NABOOM_VAR_DIR": str(work / "var"),
-            "NABOOM_SECRET_KEY": f"bench-secret-{uuid.uuid4().hex}",
-            "NABOOM_LOG_LEVEL": "WARNING",
-            # Every SOS comes from one device: each must open its own incident, as N devices would.
-            "NABOOM_SOS_ATTACH_WINDOW_SECONDS": "0",
-        }
-    )
-    if args.batch:
-        env["NABOOM_MQTT_BATCH_SIZE"] = str(args.batch)
-
-    def cli(*cmd: str, stdin: str | None = None) -> str:
-        out = subprocess.run(
-            [NABOOM, *cmd], env=env, input=stdin, capture_output=True, text=True, timeout=120
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"naboom {' '.join(cmd)} failed: {out.stderr}")
-        return out.stdout
-
-    cli("migrate")
-    device = json.loads(cli("device", "create", f"bench-{run}", "--region", region))
-    password = uuid.uuid4().hex
-    cli("user", "create", f"bench-op-{run}", "--role", "operator", "--region", region, stdin=password + "\n")
-    log(f"database {dbname} migrated; device {device['pid']} and operator of {region} created")
-
-    serve_log = work / "serve.log"
-    with serve_log.open("wb") as out:
-        serve = subprocess.Popen([NABOOM, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    teardown.push("naboom serve", lambda: stop_process(serve))
-    base = f"http://{HOST}:{http_port}"
-
-    def healthy() -> bool:
-        if serve.poll() is not None:
-            raise RuntimeError(f"naboom serve exited with {serve.returncode}:\n{_tail(serve_log)}")
+    total = count = 0.0
+    for server in servers:
         try:
-            return httpx.get(f"{base}/monitoring/health/", timeout=1).status_code == 200
+            text = httpx.get(f"{server.base_url}/metrics", timeout=5).text
         except httpx.HTTPError:
-            return False
-
-    wait_until(healthy, 60, "naboom serve to be healthy")
-    login = httpx.post(f"{base}/api/auth/login", json={"username": f"bench-op-{run}", "password": password})
-    login.raise_for_status()
-    log(f"naboom serve pid {serve.pid} healthy on {base}")
-
-    # The drain ceiling's persistent session exists (and collects every publish) from now on.
-    drain_id = f"bench-drain-{run}"
-    subprocess.run(
-        child("counter", "--mode", "prepare", "--client-id", drain_id, port=mqtt_port, count=args.count,
-              timeout=args.timeout),
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return Rig(args, work, run, region, mqtt_port, dbname, base, login.json()["token"], device, drain_id)
+            return None
+        for line in text.splitlines():
+            if line.startswith("naboom_ingest_batch_size_sum"):
+                total += float(line.split()[-1])
+            elif line.startswith("naboom_ingest_batch_size_count"):
+                count += float(line.split()[-1])
+    return {"mean": round(total / count, 1), "batches": int(count)} if count else None
 
 
-async def measure(rig: Rig) -> dict[str, Any]:
-    """Publish N, watch the stream (and the table), count alongside with the live ceiling subscriber."""
-    args = rig.args
-    timeout = args.timeout
-    live = await asyncio.create_subprocess_exec(
-        *child("counter", "--mode", "live", "--client-id", f"bench-live-{rig.run}", port=rig.mqtt_port,
-               count=args.count, timeout=timeout),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    sse = SseReader(rig.base_url, rig.token, rig.region, args.count)
-    sse_task = asyncio.create_task(sse.run())
-    publisher: asyncio.subprocess.Process | None = None
-    try:
-        assert live.stdout is not None
-        ready = await asyncio.wait_for(live.stdout.readline(), 30)
-        if ready.strip() != b"ready":
-            raise RuntimeError(f"live counter did not start: {ready!r}")
-        await asyncio.wait_for(sse.connected.wait(), 30)
+# --- the modes -----------------------------------------------------------------------------------------------
 
-        log(
-            f"publishing {args.count} SOS" + (f" at {args.rate:g}/s" if args.rate else " as fast as possible")
+
+def plan_of(args: argparse.Namespace) -> list[tuple[float, float]]:
+    """``[(rate, duration), …]``: one run for (a) and (b), one per rate for (c)."""
+    if args.sweep:
+        return [(float(r), args.duration) for r in args.sweep.split(",") if r.strip()]
+    if args.rate:
+        return [(args.rate, args.duration)]
+    # (a): everything due at once; the simulator publishes as fast as it can.
+    return [(args.count * 1000.0, 1 / 1000)]
+
+
+def measure(inst: Installation, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the mode's load(s) with the ceilings alongside; the JSON line's measurements."""
+    plan = plan_of(args)
+    expected = sum(round(rate * duration) for rate, duration in plan)
+    # Live, the bare subscriber only keeps pace with the publisher: a ceiling only when that is flat out.
+    ceilings = Ceilings(inst, args, live=not (args.no_live_ceiling or args.rate or args.sweep))
+    ceilings.prepare(expected)
+    points, first_publish = [], 0.0
+    for rate, duration in plan:
+        paced = f" at {rate:g}/s" if args.rate or args.sweep else " flat out"
+        log(f"load: {round(rate * duration)} SOS{paced}")
+        cpu = [cpu_seconds(server.pid) for server in inst.servers]
+        machine = machine_cpu()
+        wall = time.monotonic()
+        report = asyncio.run(load_run(inst, args, rate, duration, other_feeds=len(inst.servers) - 1))
+        wall = time.monotonic() - wall
+        used = [cpu_seconds(s.pid) - c for s, c in zip(inst.servers, cpu, strict=True)]
+        busy = [round(100 * u / wall) for u in used]
+        machine_busy = [b - a for a, b in zip(machine, machine_cpu(), strict=True)]
+        first_publish = first_publish or (report["published_wall"] or [time.time()])[0]
+        point = judge(inst, report)
+        # CPU of each ``naboom serve`` over the load (100 = one core busy throughout).
+        point["serve_cpu_percent"] = busy
+        # CPU the servers spent per SOS: comparable between runs on a busy machine, unlike rates.
+        point["serve_cpu_ms_per_sos"] = round(1000 * sum(used) / max(1, report["published"]), 3)
+        # The whole machine over the same time (100 = every core busy): other work shares it.
+        point["machine_cpu_percent"] = (
+            round(100 * machine_busy[0] / machine_busy[1]) if machine_busy[1] else None
         )
-        publisher = await asyncio.create_subprocess_exec(
-            *child("publisher", "--rate", str(args.rate), "--pub-inflight", str(args.pub_inflight),
-                   port=rig.mqtt_port, count=args.count, timeout=timeout),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        pub_out, _ = await asyncio.wait_for(
-            publisher.communicate(json.dumps(rig.device).encode() + b"\n"), timeout
-        )
-        pub = json.loads(pub_out.decode().strip().splitlines()[-1])
-        if not pub["complete"]:
-            raise RuntimeError(f"the broker acknowledged only {pub['acked']} of {args.count} publishes")
-        log(f"published at {args.count / (pub['t_sent'] - pub['t0']):.0f}/s; every PUBACK in")
-
-        # Done when the stream has all N. Should the stream fall behind (its backlog is bounded),
-        # the table is the judge: the end is then the newest stored incident's receive time.
-        where = f"device_pid = '{rig.device['pid']}'"
-        t_rows: float | None = None
-        deadline = time.monotonic() + timeout
-        seen, last_progress = 0, time.monotonic()
-        while not sse.complete.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sse.complete.wait(), 0.25)
-            if sse_task.done():
-                sse_task.result()
-            if len(sse.received) != seen:
-                seen, last_progress = len(sse.received), time.monotonic()
-            elif time.monotonic() - last_progress > 2 and await _rows(rig, where) >= args.count:
-                newest = await _psql(
-                    rig, f"SELECT extract(epoch FROM max(received_at)) FROM incident WHERE {where}"
-                )
-                t_rows = float(newest) - time.time() + time.monotonic()
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"timed out: {await _rows(rig, where)} of {args.count} stored, {seen} on SSE"
-                )
-        stored = await _rows(rig, where)
-        if stored != args.count:
-            raise RuntimeError(
-                f"{stored} incidents stored for {args.count} distinct SOS (must be exactly once)"
-            )
-
-        live_out, _ = await asyncio.wait_for(live.communicate(), timeout)
-        live_result = json.loads(live_out.decode().strip().splitlines()[-1])
-    finally:
-        sse_task.cancel()
-        await asyncio.gather(sse_task, return_exceptions=True)
-        for proc in (live, publisher):
-            if proc is not None and proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-
-    t0 = pub["t0"]
-    if sse.complete.is_set():
-        t_end, measured_by = sse.received[-1][0] / 1e9, "sse"
-    else:
-        assert t_rows is not None
-        t_end, measured_by = t_rows, "rows"
-    latencies = sorted((recv - int(msg.split()[2])) / 1e6 for recv, msg in sse.received)
-    return {
-        "count": args.count,
-        "offered_rate_per_s": args.rate or None,
-        "publish_rate_per_s": round(args.count / (pub["t_sent"] - t0), 1),
-        "accepted_per_s": round(args.count / (t_end - t0), 1),
-        "accepted_measured_by": measured_by,
-        "elapsed_s": round(t_end - t0, 3),
-        "stored_exactly_once": stored == args.count,
-        "sse_events": len(sse.received),
-        "sse_distinct": len({msg.split()[1] for _, msg in sse.received}),
-        "latency_ms": {
-            "p50": round(percentile(latencies, 50), 1),
-            "p95": round(percentile(latencies, 95), 1),
-            "p99": round(percentile(latencies, 99), 1),
-            "max": round(latencies[-1], 1),
+        if args.rate or args.sweep:
+            point = {"offered_per_s": rate, **point}
+        log(f"  {json.dumps(point)}")
+        points.append(point)
+    batches = batch_sizes(inst.servers)
+    left = unacked_after_kill(inst)
+    found = ceilings.finish(expected, first_publish)
+    result: dict[str, Any] = {
+        "lost": sum(p["lost"] for p in points),
+        "doubled": sum(p["doubled"] for p in points),
+        "unacked": left,
+        "ok": left == 0,
+        "ceilings": found,
+        "ingest_batches": batches,
+        "devices": args.devices,
+        "connections": args.connections,
+        "mosquitto_max_inflight": args.inflight,
+        "batch_size": args.batch or "default (500)",
+    }
+    if args.sweep:
+        return {"variant": f"sweep {args.sweep} x {args.duration:g}s", **result, "points": points}
+    (point,) = points
+    if args.rate:
+        return {
+            "variant": f"rate={args.rate:g}",
+            "measured": {
+                "what": "publish→SSE p99",
+                "value": (point["latency_ms"] or {}).get("p99"),
+                "unit": "ms",
+            },
+            "target": {"text": "p99 ≤ 50 ms at 1,000 SOS/s", "measured_max": 50}
+            if args.rate == 1000
+            else None,
+            **point,
+            **result,
         }
-        if latencies
-        else None,
-        "ceiling_live_per_s": round(live_result["count"] / (live_result["last"] - t0), 1),
-        "mosquitto": {"max_inflight_messages": args.inflight, "max_queued_messages": args.count * 2 + 1000},
-        "ingest_batch_size": args.batch or 200,
+    top = max(found.get("aiomqtt_live_per_s", 0.0), found["aiomqtt_drain_per_s"])
+    accepted = point["accepted_per_s"]
+    return {
+        "variant": f"n={expected}",
+        "measured": {"what": "accepted SOS/s (committed, acknowledged)", "value": accepted, "unit": "SOS/s"},
+        "ceiling": {"what": "bare aiomqtt subscriber (best of live, drain)", "value": top, "unit": "msg/s"},
+        "ratio": round(accepted / top, 2) if accepted and top else None,
+        "target": {"text": "≥ 0.5 x ceiling and ≥ 5,000 SOS/s", "ratio_min": 0.5, "measured_min": 5000},
+        **point,
+        **result,
     }
 
 
-def drain_ceiling(rig: Rig) -> float:
-    """The counting subscriber draining the N messages queued for its offline session."""
-    drain = subprocess.run(
-        child("counter", "--mode", "drain", "--client-id", rig.drain_id, port=rig.mqtt_port, count=rig.args.count,
-              timeout=rig.args.timeout),
-        check=True, capture_output=True, text=True, timeout=rig.args.timeout + 30,
-    )  # fmt: skip
-    result = json.loads(drain.stdout.strip().splitlines()[-1])
-    if result["count"] != rig.args.count:
-        raise RuntimeError(f"the drain counter got {result['count']} of {rig.args.count}")
-    return round(result["count"] / (result["last"] - result["t_connect"]), 1)
+def body(args: argparse.Namespace) -> Callable[[Rig], dict[str, Any]]:
+    """The benchmark for :func:`rig.run_bench`: one installation, the mode's measurements."""
+
+    def run(rig: Rig) -> dict[str, Any]:
+        return measure(install(rig, args), args)
+
+    return run
 
 
-async def _rows(rig: Rig, where: str) -> int:
-    return int(await _psql(rig, f"SELECT count(*) FROM incident WHERE {where}"))
+def add_load_args(parser: argparse.ArgumentParser) -> None:
+    """The load's options (shared with ``bench/scaleout.py``)."""
+    add_common_args(parser)
+    parser.add_argument(
+        "--count", type=int, default=30_000, help="(a) SOS to publish flat out (default 30000)"
+    )
+    parser.add_argument("--rate", type=float, default=0, help="(b) offered SOS per second")
+    parser.add_argument("--duration", type=float, default=10, help="(b, c) seconds per rate (default 10)")
+    parser.add_argument("--sweep", default="", help="(c) comma-separated offered rates")
+    parser.add_argument("--devices", type=int, default=20, help="devices the SOS come from (default 20)")
+    parser.add_argument("--connections", type=int, default=4, help="publisher connections (default 4)")
+    parser.add_argument("--inflight", type=int, default=1000, help="Mosquitto max_inflight_messages")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="NABOOM_MQTT_BATCH_SIZE (default: the product's)"
+    )
+    parser.add_argument(
+        "--no-live-ceiling", action="store_true", help="no live aiomqtt counter during the load"
+    )
 
 
-async def _psql(rig: Rig, sql: str) -> str:
-    a = rig.args
-    proc = await asyncio.create_subprocess_exec(
-        "psql", "-h", a.pg_host, "-p", str(a.pg_port), "-U", a.pg_user, "-d", rig.dbname, "-tAc", sql,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"psql failed: {err.decode()}")
-    return out.decode().strip()
-
-
-def _drop_keys(r: Any, pattern: str) -> None:
-    keys = list(r.scan_iter(match=pattern, count=1000))
-    if keys:
-        r.delete(*keys)
-    log(f"removed redis keys {sorted(k.decode() for k in keys)}")
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+def apply_quick(args: argparse.Namespace) -> None:
+    """``--quick``: a few seconds of each part."""
+    if args.quick:
+        args.count, args.duration, args.devices = (
+            min(args.count, 2000),
+            min(args.duration, 2),
+            min(args.devices, 5),
+        )
+        if args.sweep:
+            args.sweep = ",".join(args.sweep.split(",")[:2])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--count", type=int, default=5000, help="SOS to publish (default 5000)")
-    parser.add_argument("--rate", type=float, default=0, help="offered SOS per second (default: unlimited)")
-    parser.add_argument(
-        "--timeout", type=float, default=300, help="give up after this many seconds per phase"
-    )
-    parser.add_argument("--inflight", type=int, default=1000, help="Mosquitto max_inflight_messages")
-    parser.add_argument(
-        "--batch", type=int, default=0, help="NABOOM_MQTT_BATCH_SIZE (default: the product's)"
-    )
-    parser.add_argument("--pub-inflight", type=int, default=1000, help="publisher's in-flight window")
-    parser.add_argument("--pg-host", default="127.0.0.1")
-    parser.add_argument("--pg-port", type=int, default=5432)
-    parser.add_argument("--pg-user", default="postgres")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
-    # Internal: the same file runs the publisher and the counting subscriber as child processes.
-    parser.add_argument(
-        "--role", choices=["main", "publisher", "counter"], default="main", help=argparse.SUPPRESS
-    )
+    add_load_args(parser)
+    # Internal: the live ceiling counter runs as a child process of this file.
+    parser.add_argument("--role", choices=["main", "counter"], default="main", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=["prepare", "live", "drain"], help=argparse.SUPPRESS)
     parser.add_argument("--client-id", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.count < 1:
-        parser.error("--count must be at least 1")
-
-    if args.role == "publisher":
-        run_publisher(args)
-    elif args.role == "counter":
-        asyncio.run(run_counter(args))
-    else:
-        result = bench(args)
+    if args.role == "counter":
+        result = asyncio.run(count_messages(args.port, args.client_id, args.count, args.timeout, "live"))
         print(json.dumps(result), flush=True)
+        return
+    apply_quick(args)
+    sys.exit(run_bench("ingest-sweep" if args.sweep else "ingest", args, body(args)))
 
 
 if __name__ == "__main__":

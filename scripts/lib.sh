@@ -69,6 +69,49 @@ ensure_venv() {
   printf '%s\n' "$want" >"$stamp"
 }
 
+# --- Services on loopback (PostgreSQL, Redis, Mosquitto), started as the project's machines start
+# them; used by scripts/test and bench/run.
+pg_up() { pg_isready -q -h 127.0.0.1; }
+pg_cluster() { as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main "$1"; }
+pg_start() { pg_cluster start; }
+redis_up() { [ "$(redis-cli -h 127.0.0.1 ping 2>/dev/null)" = PONG ]; }
+redis_start() {
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+}
+mosquitto_up() { (exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null; }
+mosquitto_start() {
+  # Debian's config writes its pid file here; a fresh container may not have the folder yet.
+  [ -d /run/mosquitto ] || as_root install -d -o mosquitto -g mosquitto /run/mosquitto
+  as_root mosquitto -d -c /etc/mosquitto/mosquitto.conf
+}
+
+# ensure_service NAME — run NAME_start unless NAME_up succeeds, then wait for NAME_up (30 s at most).
+ensure_service() {
+  local name=$1 i
+  "${name}_up" && return 0
+  log "starting $name"
+  "${name}_start" || log "$name: the start command failed; waiting for it anyway"
+  for ((i = 0; i < 60; i++)); do
+    "${name}_up" && return 0
+    sleep 0.5
+  done
+  die "$name does not answer on 127.0.0.1 after 30 s"
+}
+
+# The tests log in as postgres over TCP without a password (tests/support.py), as on the
+# project's machines (trust on loopback). A freshly installed cluster asks for a password.
+pg_allow_loopback() {
+  local hba pg_admin=${NABOOM_TEST_PG:-postgresql://postgres@127.0.0.1:5432/postgres}
+  if ! psql -qAtc 'select 1' "$pg_admin" >/dev/null 2>&1; then
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf)
+    log "PostgreSQL refuses postgres@127.0.0.1: allowing loopback logins without password in $hba"
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    pg_cluster reload
+    psql -qAtc 'select 1' "$pg_admin" >/dev/null || die "PostgreSQL still refuses postgres@127.0.0.1"
+  fi
+}
+
 # --- The control-room monitor (frontend/): Node.js, its packages, its build.
 FRONTEND="$REPO_ROOT/frontend"
 

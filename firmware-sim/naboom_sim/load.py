@@ -188,8 +188,13 @@ async def run_load(
     token: str,
     plan: LoadPlan,
     progress: Progress | None = None,
+    published_wall: list[float] | None = None,
 ) -> dict[str, Any]:
-    """Publish at the plan's rate while reading the live feed; returns the report (one JSON-ready dict)."""
+    """Publish at the plan's rate while reading the live feed; returns the report (one JSON-ready dict).
+
+    ``published_wall``, when given, receives each SOS's publish time (Unix seconds, by sequence
+    number): benchmarks compare it with times the server stored, which the report cannot carry.
+    """
     progress = progress or Progress(False)
     run = uuid.uuid4().hex[:8]
     total = max(0, round(plan.rate * plan.duration))
@@ -230,6 +235,10 @@ async def run_load(
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
             await asyncio.to_thread(connections.stop)
+    if published_wall is not None:
+        # One offset for all: the monotonic stamps keep their spacing, the wall clock anchors them.
+        offset = time.time() - time.monotonic()
+        published_wall.extend(t + offset for t in tally.published_at[: tally.published])
 
     latencies = sorted(
         (tally.seen_at[seq] - tally.published_at[seq]) * 1000
@@ -256,6 +265,7 @@ async def run_load(
         "latency_ms": {
             "p50": ms(percentile(latencies, 50)),
             "p90": ms(percentile(latencies, 90)),
+            "p95": ms(percentile(latencies, 95)),
             "p99": ms(percentile(latencies, 99)),
             "max": ms(latencies[-1] if latencies else None),
         },

@@ -19,3 +19,22 @@ def insert_ignore(session: AsyncSession, table: Table) -> Any:
     dialect = session.get_bind().dialect.name
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     return stmt.on_conflict_do_nothing()
+
+
+async def asyncpg_connection(session: AsyncSession) -> Any | None:
+    """The asyncpg connection under the session's open transaction, for bulk statements; else ``None``.
+
+    SQLAlchemy renders a multi-row insert with a bind parameter per value, converted one by one
+    in Python, and a new statement text for every row count (prepared anew by PostgreSQL). One
+    ``INSERT … SELECT FROM unnest($1::type[], …)`` has a fixed text, prepared once, and asyncpg
+    encodes whole columns. ``None`` on SQLite, and before the transaction has begun: a statement
+    on the raw connection would then commit on its own.
+    """
+    if session.get_bind().dialect.driver != "asyncpg":
+        return None
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None or not driver.is_in_transaction():
+        return None
+    return driver

@@ -141,24 +141,28 @@ class IncidentService(SQLAlchemyAsyncRepositoryService[m.Incident]):
         region, device = _no_nul("region", region), _no_nul("device", device)
         if since is not None and until is not None and since >= until:
             raise NaboomError(f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
-        query = select(m.Incident)
+        where: list[ColumnElement[bool]] = []
         if not principal.is_admin:
-            query = query.where(m.Incident.region.in_(principal.regions))
+            where.append(m.Incident.region.in_(principal.regions))
         if region is not None:
-            query = query.where(m.Incident.region == region)
+            where.append(m.Incident.region == region)
         if status:
-            query = query.where(m.Incident.status.in_(status))
+            where.append(m.Incident.status.in_(status))
         if since is not None:
-            query = query.where(m.Incident.received_at >= since)
+            where.append(m.Incident.received_at >= since)
         if until is not None:
-            query = query.where(m.Incident.received_at < until)
+            where.append(m.Incident.received_at < until)
         if device is not None:
-            query = query.where(m.Incident.device_pid == device)
+            where.append(m.Incident.device_pid == device)
         if bbox is not None:
-            query = query.where(bbox.condition())
-        total = await self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = await self.session.scalars(query.order_by(*_order(sort)).limit(limit).offset(offset))
-        return Page(items=[IncidentOut.from_model(r) for r in rows], total=total, limit=limit, offset=offset)
+            where.append(bbox.condition())
+        # Plain rows straight into the answer's structs: no ORM objects to build and track for
+        # a page that is only read (the columns are in IncidentOut's field order).
+        total = await self.session.scalar(select(func.count()).select_from(m.Incident).where(*where)) or 0
+        rows = await self.session.execute(
+            select(*_EXPORT_SELECT).where(*where).order_by(*_order(sort)).limit(limit).offset(offset)
+        )
+        return Page(items=[IncidentOut(*row) for row in rows], total=total, limit=limit, offset=offset)
 
     async def detail(self, principal: Principal, incident_id: uuid.UUID) -> IncidentDetail:
         """One incident with its timeline and nearest available vehicles; 404 outside the caller's regions."""
@@ -340,6 +344,7 @@ EXPORT_COLUMNS = (
     "last_sos_at", "acknowledged_at", "acknowledged_by", "ack_seconds", "dispatched_at", "vehicle_id", "closed_at",
     "closed_by",
 )
+# In IncidentOut's field order: the list builds its items from these rows positionally.
 _EXPORT_SELECT = (
     m.Incident.id, m.Incident.region, m.Incident.status, m.Incident.source, m.Incident.device_pid, m.Incident.message,
     m.Incident.lat, m.Incident.lng, m.Incident.accuracy, m.Incident.device_ts, m.Incident.received_at,

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.db import models as m
-from naboom.db.inserts import insert_ignore, table_of
+from naboom.db.inserts import asyncpg_connection, insert_ignore, table_of
 from naboom.incidents.schemas import Change, IncidentOut
 from naboom.incidents.service import ACTIVE_STATUSES
 from naboom.ingest.schemas import (
@@ -30,7 +30,7 @@ from naboom.ingest.schemas import (
     SosPayload,
     Verdict,
 )
-from naboom.ingest.signing import canonical_body, signature_matches
+from naboom.ingest.signing import body_signature_matches, canonical_body
 from naboom.schemas import Page
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,34 @@ _PID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 Broadcast = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
+# PostgreSQL bulk statements: one fixed text each (prepared once), whole columns as arrays.
+_PG_RECEIPTS = """
+INSERT INTO sos_receipt (key, digest, incident_id, received_at)
+SELECT u.key, u.digest, u.incident_id, $4 FROM unnest($1::varchar[], $2::varchar[], $3::uuid[]) AS u(key, digest, incident_id)
+ON CONFLICT DO NOTHING RETURNING key
+"""
+# created_at/updated_at: when the INSERT runs, inside the batch's transaction (as the ORM default would).
+_PG_INCIDENTS = """
+INSERT INTO incident (id, region, source, device_id, device_pid, message, lat, lng, accuracy, device_ts,
+                      received_at, status, sos_count, last_sos_at, created_at, updated_at)
+SELECT u.*, clock_timestamp(), clock_timestamp()
+FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::uuid[], $5::varchar[], $6::varchar[], $7::float8[],
+            $8::float8[], $9::float8[], $10::timestamptz[], $11::timestamptz[], $12::varchar[], $13::int[],
+            $14::timestamptz[]) AS u
+"""
+# In input order, so event ids follow the messages' order as before.
+_PG_EVENTS = """
+INSERT INTO incident_event (incident_id, type, payload, actor, created_at)
+SELECT u.incident_id, u.type, u.payload::jsonb, u.actor, u.created_at
+FROM unnest($1::uuid[], $2::varchar[], $3::text[], $4::varchar[], $5::timestamptz[])
+     WITH ORDINALITY AS u(incident_id, type, payload, actor, created_at, n)
+ORDER BY u.n
+"""
+_INCIDENT_COLUMNS = (
+    "id", "region", "source", "device_id", "device_pid", "message", "lat", "lng", "accuracy", "device_ts",
+    "received_at", "status", "sos_count", "last_sos_at",
+)
+
 
 class Rejected(Exception):
     """A message failed one check of CONTRACT §1."""
@@ -54,6 +82,27 @@ class Rejected(Exception):
         self.pid = pid
 
 
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """A device key as verification needs it (the secret decrypted)."""
+
+    kid: int
+    secret: str
+    state: str
+    grace_until: datetime | None
+
+
+@dataclass(slots=True)
+class _Device:
+    """What verification and storage read of a device: one Core query per batch, no ORM objects."""
+
+    id: uuid.UUID
+    pid: str
+    region: str
+    active: bool
+    keys: list[_Key] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class _Checked:
     """A message that passed every check but de-duplication."""
@@ -61,7 +110,7 @@ class _Checked:
     index: int
     envelope: Envelope
     payload: SosPayload
-    device: m.Device
+    device: _Device
     key: str
     digest: str
     # The incident this message opens, should it be the device's first one (also its receipt's id until planned).
@@ -137,8 +186,8 @@ def _parse(envelope: Envelope, topic_prefix: str | None = None) -> tuple[SosPayl
     return payload, raw
 
 
-def _check_device(payload: SosPayload, raw: dict[str, Any], device: m.Device | None, now: datetime) -> m.Device:
-    """Device known and active, key usable, signature right."""
+def _check_device(payload: SosPayload, body: bytes, device: _Device | None, now: datetime) -> _Device:
+    """Device known and active, key usable, signature right (over the canonical ``body``)."""
     if device is None:
         raise Rejected(Reason.UNKNOWN_DEVICE, f"no device {payload.pid!r}", payload.pid)
     if not device.active:
@@ -150,7 +199,7 @@ def _check_device(payload: SosPayload, raw: dict[str, Any], device: m.Device | N
         raise Rejected(Reason.REVOKED_KID, f"key {payload.kid} of {payload.pid!r} is revoked", payload.pid)
     if key.state == m.KeyState.GRACE and (key.grace_until is None or key.grace_until <= now):
         raise Rejected(Reason.REVOKED_KID, f"key {payload.kid} of {payload.pid!r} was rotated out", payload.pid)
-    if not signature_matches(raw, key.secret, payload.sig):
+    if not body_signature_matches(body, key.secret, payload.sig):
         raise Rejected(Reason.BAD_SIGNATURE, "signature does not match the canonical body", payload.pid)
     return device
 
@@ -243,13 +292,13 @@ class IngestService:
         devices = await self._devices(session, {p.pid for _, p, _ in parsed})
         checked: list[_Checked] = []
         for index, payload, raw in parsed:
+            body = canonical_body(raw)
             try:
-                device = _check_device(payload, raw, devices.get(payload.pid), now)
+                device = _check_device(payload, body, devices.get(payload.pid), now)
                 _check_time(payload, now, self.policy)
             except Rejected as exc:
                 reject(index, exc)
                 continue
-            body = canonical_body(raw)
             checked.append(
                 _Checked(
                     index=index,
@@ -283,11 +332,27 @@ class IngestService:
                 log.info("sos rejected: %s (%s)", outcome.reason.value, outcome.detail)
         return final, stored
 
-    async def _devices(self, session: AsyncSession, pids: set[str]) -> dict[str, m.Device]:
+    async def _devices(self, session: AsyncSession, pids: set[str]) -> dict[str, _Device]:
+        """The batch's devices with their keys, read in this transaction (a rotation counts at once)."""
         if not pids:
             return {}
-        rows = await session.scalars(select(m.Device).where(m.Device.pid.in_(pids)))
-        return {d.pid: d for d in rows}
+        device, key = table_of(m.Device), table_of(m.DeviceKey)
+        rows = await session.execute(
+            select(
+                device.c.id, device.c.pid, device.c.region, device.c.active,
+                key.c.kid, key.c.secret, key.c.state, key.c.grace_until,
+            )
+            .select_from(device.outerjoin(key, key.c.device_id == device.c.id))
+            .where(device.c.pid.in_(pids))
+        )
+        devices: dict[str, _Device] = {}
+        for row in rows:
+            found = devices.get(row.pid)
+            if found is None:
+                found = devices[row.pid] = _Device(row.id, row.pid, row.region, row.active)
+            if row.kid is not None:
+                found.keys.append(_Key(row.kid, row.secret, row.state, row.grace_until))
+        return devices
 
     async def _attachable(
         self, session: AsyncSession, checked: list[_Checked], now: datetime
@@ -365,8 +430,17 @@ class IngestService:
         rows = [
             {"key": key, "digest": c.digest, "incident_id": c.incident_id, "received_at": now} for key, c in first.items()
         ]
-        # executemany keeps one cached statement whatever the batch size
-        inserted = set(await session.scalars(insert_ignore(session, table_of(m.SosReceipt)).returning(m.SosReceipt.key), rows))
+        pg = await asyncpg_connection(session)
+        if pg is not None:
+            found = await pg.fetch(
+                _PG_RECEIPTS, [r["key"] for r in rows], [r["digest"] for r in rows], [r["incident_id"] for r in rows], now
+            )
+            inserted = {record[0] for record in found}
+        else:
+            # executemany keeps one cached statement whatever the batch size
+            inserted = set(
+                await session.scalars(insert_ignore(session, table_of(m.SosReceipt)).returning(m.SosReceipt.key), rows)
+            )
         fresh = [first[key] for key in first if key in inserted]
         missing = [key for key in first if key not in inserted]
         stored: dict[str, tuple[str, uuid.UUID]] = {}
@@ -482,7 +556,10 @@ class IngestService:
                 }
             )
 
-        if new_rows:
+        pg = await asyncpg_connection(session)
+        if new_rows and pg is not None:
+            await pg.execute(_PG_INCIDENTS, *([row[c] for row in new_rows] for c in _INCIDENT_COLUMNS))
+        elif new_rows:
             await session.execute(insert(table_of(m.Incident)), new_rows)
         if attach_rows:
             table = table_of(m.Incident)
@@ -502,7 +579,17 @@ class IngestService:
                 {"incident_id": item.incident_id, "type": change.type, "actor": change.actor,
                  "created_at": change.at, "payload": change.payload}
             )
-        await session.execute(insert(table_of(m.IncidentEvent)), events)
+        if pg is not None:
+            await pg.execute(
+                _PG_EVENTS,
+                [e["incident_id"] for e in events],
+                [e["type"] for e in events],
+                [msgspec.json.encode(e["payload"]).decode() for e in events],
+                [e["actor"] for e in events],
+                [e["created_at"] for e in events],
+            )
+        else:
+            await session.execute(insert(table_of(m.IncidentEvent)), events)
         # Each device's newest message and when it was heard; rows in id order, as other batches lock them.
         latest = {c.device.id: c for c in fresh}
         device = table_of(m.Device)

@@ -24,6 +24,12 @@ INGEST_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+INGEST_BATCH_SIZE = Histogram(
+    "naboom_ingest_batch_size",
+    "Messages per committed MQTT ingest batch (are batches filling under load?)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+    registry=REGISTRY,
+)
 BROADCAST_LATENCY = Histogram(
     "naboom_broadcast_latency_seconds",
     "From the commit of a batch to its live-feed broadcast",

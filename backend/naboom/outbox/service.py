@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.db import models as m
-from naboom.db.inserts import table_of
+from naboom.db.inserts import asyncpg_connection, table_of
 
 CHANNEL = "naboom_outbox"
 WEBHOOK_PREFIX = "webhook:"
@@ -21,6 +22,14 @@ WEBHOOK_EVENTS = ("incident.created", "incident.updated")
 
 Outgoing = tuple[str, dict[str, Any], str]
 """``(topic, payload, key)`` of one outbound message."""
+
+# PostgreSQL: one fixed statement for any number of messages, ids in the order given (the bridge's order).
+_PG_ENQUEUE = """
+INSERT INTO outbox_message (topic, payload, key, created_at, attempts)
+SELECT u.topic, u.payload::jsonb, u.key, $4, 0
+FROM unnest($1::varchar[], $2::text[], $3::varchar[]) WITH ORDINALITY AS u(topic, payload, key, n)
+ORDER BY u.n
+"""
 
 
 async def enqueue(session: AsyncSession, topic: str, payload: dict[str, Any], key: str) -> None:
@@ -34,13 +43,23 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing]) -> N
         return
     messages = [*messages, *await _webhook_deliveries(session, messages)]
     now = datetime.now(UTC)
-    await session.execute(
-        insert(table_of(m.OutboxMessage)),
-        [
-            {"topic": topic, "payload": payload, "key": key, "created_at": now, "attempts": 0}
-            for topic, payload, key in messages
-        ],
-    )
+    pg = await asyncpg_connection(session)
+    if pg is not None:
+        await pg.execute(
+            _PG_ENQUEUE,
+            [topic for topic, _, _ in messages],
+            [msgspec.json.encode(payload).decode() for _, payload, _ in messages],
+            [key for _, _, key in messages],
+            now,
+        )
+    else:
+        await session.execute(
+            insert(table_of(m.OutboxMessage)),
+            [
+                {"topic": topic, "payload": payload, "key": key, "created_at": now, "attempts": 0}
+                for topic, payload, key in messages
+            ],
+        )
     if session.get_bind().dialect.name == "postgresql":
         # Delivered at commit, and only then: the bridge wakes for rows it can already see.
         await session.execute(text(f"NOTIFY {CHANNEL}"))

@@ -15,15 +15,11 @@ from litestar.response import Stream
 from naboom.errors import NaboomError, NotFoundError
 from naboom.openapi import problems
 from naboom.operations.instruments import LIVE_CONNECTIONS
-from naboom.realtime.feed import LiveEvent, LiveFeed
+from naboom.realtime.feed import LiveFeed
 from naboom.settings import Settings
 from naboom.users.auth import AuthRequest, AuthSocket, Principal
 
 _RESET = b'{"type":"stream.reset","detail":"events were missed beyond the replay history; reload the incident list"}'
-
-
-def _sse_frame(event: LiveEvent) -> bytes:
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.event_id, event.type.encode(), event.json)
 
 
 def _parse_last_id(*values: str | None) -> int | None:
@@ -66,7 +62,7 @@ async def stream(
                 if replay.gap:
                     yield b"event: stream.reset\ndata: %s\n\n" % _RESET
                 async for event in replay.events(settings.sse_heartbeat_seconds):
-                    yield b": keep-alive\n\n" if event is None else _sse_frame(event)
+                    yield b": keep-alive\n\n" if event is None else event.sse
 
     return Stream(
         frames(),
@@ -106,7 +102,7 @@ async def alerts_socket(socket: AuthSocket, region: FromPath[str]) -> None:
                     if reader.done():
                         break
                     if event is not None:
-                        await socket.send_data(event.json.decode())
+                        await socket.send_data(event.text)
     except WebSocketDisconnect:
         pass
     finally:

@@ -2,9 +2,9 @@
 
 A channel message carries one or more events: its first line is the first event's id, then one
 line per event, ``<type>\\t<json of the data>`` (msgspec escapes tabs and newlines inside JSON
-strings); the n-th event's id is ``first + n``. The data is encoded once per broadcast and
-split cheaply by every subscriber, and a burst of incidents costs one publish per region, not
-one per incident.
+strings); the n-th event's id is ``first + n``. The data is encoded once per broadcast, split
+into SSE frames and WebSocket texts once per process (by whichever subscriber reads the message
+first), and a burst of incidents costs one publish per region, not one per incident.
 
 Ids are handed out in the same step that appends the message to the channel (one Lua script on
 Redis, one uninterrupted step of the event loop in memory), so every subscriber sees a region's
@@ -15,6 +15,7 @@ and the live de-duplication rely on that order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
-from litestar.channels import ChannelsBackend, ChannelsPlugin
+from litestar.channels import ChannelsBackend, ChannelsPlugin, Subscriber
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.channels.backends.redis import RedisChannelsStreamBackend
 from redis.asyncio import Redis
@@ -153,17 +154,26 @@ class KeepHistoryMemoryBackend(MemoryChannelsBackend):
 
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
-    """One event as subscribers receive it: ``json`` is the data with ``type`` and ``event_id`` first."""
+    """One event as subscribers receive it, encoded once for everyone.
+
+    ``json`` is the data with ``type`` and ``event_id`` first; ``sse`` is its whole SSE frame and
+    ``text`` the WebSocket message: a broadcast to thousands of connections writes these same
+    objects to each of them.
+    """
 
     event_id: int
     type: str
     json: bytes
+    sse: bytes
+    text: str
 
     @classmethod
     def numbered(cls, event_id: int, type_: bytes, body: bytes) -> LiveEvent:
         """The event ``event_id`` of ``type_`` whose data encodes to the JSON object ``body``."""
         head = b'{"type":"%s","event_id":%d' % (type_, event_id)
-        return cls(event_id, type_.decode(), head + (b"}" if body == b"{}" else b"," + body[1:]))
+        data = head + (b"}" if body == b"{}" else b"," + body[1:])
+        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, type_, data)
+        return cls(event_id, type_.decode(), data, frame, data.decode())
 
     @classmethod
     def decode_all(cls, raw: bytes) -> list[LiveEvent]:
@@ -175,6 +185,29 @@ class LiveEvent:
             type_, body = line.split(b"\t", 1)
             events.append(cls.numbered(start + n, type_, body))
         return events
+
+
+class _Decoded:
+    """The events of the latest channel messages, decoded by the first subscriber that reads them.
+
+    Every subscriber of a process is handed the same message object, so all but the first find it
+    here: one decode and one encoding per broadcast, not one per connection.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._events: dict[bytes, tuple[LiveEvent, ...]] = {}
+
+    def __call__(self, raw: bytes) -> tuple[LiveEvent, ...]:
+        events = self._events.get(raw)
+        if events is None:
+            events = self._events[raw] = tuple(LiveEvent.decode_all(raw))
+            if len(self._events) > self._size:
+                del self._events[next(iter(self._events))]  # the oldest
+        return events
+
+
+decoded = _Decoded()
 
 
 def encode_lines(items: Sequence[tuple[str, dict[str, Any]]]) -> bytes:
@@ -218,11 +251,11 @@ class LiveFeed:
             # whatever is in the history before we subscribe is old, and its newest entry holds
             # the highest id (ids are appended in order).
             recent = await backend.get_history(channel, 1)
-            after = max((e.event_id for raw in recent for e in LiveEvent.decode_all(raw)), default=0)
+            after = max((e.event_id for raw in recent for e in decoded(raw)), default=0)
         subscriber = await self._channels.subscribe(channel)
         try:
             history = await backend.get_history(channel, self._history)
-            events = sorted((e for raw in history for e in LiveEvent.decode_all(raw)), key=lambda e: e.event_id)
+            events = sorted((e for raw in history for e in decoded(raw)), key=lambda e: e.event_id)
             missed = [e for e in events if e.event_id > after]
             # A full history that starts after the client's last id may have lost events.
             gap = (
@@ -231,7 +264,7 @@ class LiveFeed:
                 and bool(events)
                 and events[0].event_id > last_event_id
             )
-            yield Replay(after=after, missed=missed, gap=gap, live=subscriber.iter_events())
+            yield Replay(after=after, missed=missed, gap=gap, live=subscriber)
         finally:
             await self._channels.unsubscribe(subscriber)
 
@@ -243,41 +276,55 @@ class Replay:
     after: int
     missed: list[LiveEvent]
     gap: bool
-    live: AsyncGenerator[bytes, None]
+    live: Subscriber
 
     async def events(self, heartbeat: float) -> AsyncGenerator[LiveEvent | None, None]:
-        """Missed events, then live ones without repeats; ``None`` marks an idle ``heartbeat``."""
+        """Missed events, then live ones without repeats; ``None`` marks an idle ``heartbeat``.
+
+        It reads the subscriber's queue itself, and silence is watched by one timer per
+        connection that re-arms itself about once a heartbeat and, once the connection has been
+        idle that long, queues an idle mark. A broadcast to thousands of connections thus costs
+        no task and no timer per connection and event, only a clock read.
+        """
         newest = self.after
         for event in self.missed:
             newest = event.event_id
             yield event
-        async for raw in _with_idle_marks(self.live, heartbeat):
-            if raw is None:
-                yield None
-                continue
-            for event in LiveEvent.decode_all(raw):
-                if event.event_id > newest:
-                    newest = event.event_id
-                    yield event
+        loop = asyncio.get_running_loop()
+        queue = self.live._queue  # noqa: SLF001
+        last = loop.time()
+        timer: asyncio.TimerHandle | None = None
+
+        def watch() -> None:
+            nonlocal last, timer
+            idle = loop.time() - last
+            if idle >= heartbeat:
+                last += idle
+                # A full queue has something to send: no idle mark needed.
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(_IDLE)
+                idle = 0.0
+            timer = loop.call_later(heartbeat - idle, watch)
+
+        timer = loop.call_later(heartbeat, watch)
+        try:
+            while True:
+                raw = await queue.get()
+                queue.task_done()
+                if raw is None:  # unsubscribed
+                    return
+                if raw is _IDLE:
+                    yield None
+                    continue
+                last = loop.time()
+                for event in decoded(raw):
+                    if event.event_id > newest:
+                        newest = event.event_id
+                        yield event
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
-async def _with_idle_marks(source: AsyncGenerator[bytes, None], every: float) -> AsyncGenerator[bytes | None, None]:
-    """Items of ``source``, with ``None`` after each ``every`` seconds of silence."""
-    pending: asyncio.Future[bytes] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait({pending}, timeout=every)
-            if not done:
-                yield None
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
-                return
-            pending = None
-            yield item
-    finally:
-        if pending is not None:
-            pending.cancel()
+# Queued by a connection's own idle timer; never a channel message (those start with an id).
+_IDLE = b""

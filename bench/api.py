@@ -1,0 +1,272 @@
+#!/usr/bin/env python
+"""API benchmark: requests/s of ``GET /api/incidents`` and ``POST /panic/api/vehicle/ping``; one JSON line.
+
+    .venv/bin/python bench/api.py                 # 10 s per endpoint and per server
+    .venv/bin/python bench/api.py --quick         # 2 s each
+
+``naboom serve`` runs on a fresh PostgreSQL database (Redis under the run's prefix, a Mosquitto
+of its own: ``bench/rig.py``) holding a realistic table: ``--incidents`` (10,000) incidents in the
+operator's region over the last 30 days, mixed statuses, and as many in another region. The load
+generator is ``wrk`` (Debian package ``wrk``) with fixed threads, connections and duration:
+
+* ``GET /api/incidents`` as an operator of the region (Bearer token): the default page (50 newest
+  of the caller's regions, with the total).
+* ``POST /panic/api/vehicle/ping`` from ``--vehicles`` (32) registered vehicles, each wrk thread
+  with vehicles of its own, each ping a new position with a ``ts`` one microsecond after that
+  vehicle's previous one (so every ping is the vehicle's newest: stored, latest position updated
+  and broadcast, the whole path). The per-vehicle rate limit (30 a minute, bursts of 10) would
+  otherwise be what is measured: the run raises it through ``NABOOM_VEHICLE_PINGS_PER_MINUTE``
+  and ``NABOOM_VEHICLE_PING_BURST`` (the bucket is still taken from Redis on every ping).
+
+The ceiling, same run, same wrk settings: ``bench/ceilings/bare_asgi.py`` (a bare ASGI app with a
+small JSON body) under the same uvicorn options, on the same machine, while naboom is stopped.
+Ratios to the bare app's requests/s: incidents at least 0.25, ping at least 0.5.
+
+Zero lost and zero doubled: every ping answered 202 is in the trail (``lost`` counts those that
+are not), no ping is stored twice (``doubled``: duplicate ``(vehicle, ts)`` rows); pings sent but
+cut off when wrk stopped may be stored unanswered (``unanswered_stored``, at most one per
+connection). Any non-2xx answer fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rig import HOST, Rig, add_common_args, free_port, log, port_open, run_bench, stop_process, wait_until
+
+CEILING = Path(__file__).resolve().parent / "ceilings" / "bare_asgi.py"
+
+# wrk's Lua: ``done`` prints the figures as one JSON line (wrk's own summary goes before it).
+_DONE_LUA = r"""
+done = function(summary, latency, requests)
+  io.write(string.format(
+    '\nWRK_JSON {"requests":%d,"duration_us":%d,"non2xx":%d,"connect_errors":%d,"read_errors":%d,' ..
+    '"write_errors":%d,"timeouts":%d,"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, summary.errors.status, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.timeout, latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+# Each wrk thread takes every n-th token (n = threads), so a vehicle's ts only ever grows.
+_PING_LUA = r"""
+local tokens = {TOKENS}
+local threads = {THREADS}
+local counter = 0
+local next_id = 0
+local t0 = os.time()
+setup = function(thread)
+  thread:set("thread_id", next_id)
+  next_id = next_id + 1
+end
+init = function(args)
+  mine = {}
+  for i = 1, #tokens do
+    if (i - 1) % threads == thread_id then mine[#mine + 1] = tokens[i] end
+  end
+end
+request = function()
+  counter = counter + 1
+  local token = mine[(counter % #mine) + 1]
+  local step = math.floor(counter / #mine)
+  local ts = os.date("!%Y-%m-%dT%H:%M:%S", t0 + math.floor(step / 1000000)) .. string.format(".%06dZ", step % 1000000)
+  local body = string.format('{"lat":-24.5%04d,"lng":28.7%04d,"ts":"%s","speed":12.5,"heading":90}',
+    counter % 10000, (counter * 7) % 10000, ts)
+  return wrk.format("POST", "/panic/api/vehicle/ping",
+    {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}, body)
+end
+"""
+
+_AUTH_LUA = r"""
+request = function()
+  return wrk.format("GET", nil, {["Authorization"] = "Bearer {TOKEN}"})
+end
+"""
+
+
+def wrk(args: argparse.Namespace, url: str, script: str, work: Path, label: str) -> dict[str, Any]:
+    """Run wrk with the fixed settings and ``script`` (plus the JSON ``done``); returns its figures."""
+    path = work / f"{label}.lua"
+    path.write_text(script + _DONE_LUA)
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        "--latency",
+        "-s",
+        str(path),
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed ({label}): {out.stderr or out.stdout}")
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no figures ({label}): {out.stdout}")
+    raw = json.loads(line[9:])
+    errors = raw["connect_errors"] + raw["read_errors"] + raw["write_errors"] + raw["timeouts"]
+    result = {
+        "requests": raw["requests"],
+        "per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+        "latency_ms": {"p50": round(raw["p50_us"] / 1000, 2), "p99": round(raw["p99_us"] / 1000, 2),
+                       "max": round(raw["max_us"] / 1000, 2)},
+        "non2xx": raw["non2xx"],
+        "socket_errors": errors,
+    }  # fmt: skip
+    log(
+        f"{label}: {result['per_s']:.0f} req/s, p99 {result['latency_ms']['p99']} ms, non-2xx {raw['non2xx']}"
+    )
+    if raw["non2xx"] or errors:
+        raise RuntimeError(f"{label}: {raw['non2xx']} non-2xx answers and {errors} socket errors")
+    return result
+
+
+def ping_script(tokens: list[str], threads: int) -> str:
+    """The ping Lua for these vehicle tokens, split between ``threads`` wrk threads."""
+    if len(tokens) < threads:
+        raise ValueError("every wrk thread needs a vehicle of its own")
+    listed = "{" + ",".join(f'"{t}"' for t in tokens) + "}"
+    return _PING_LUA.replace("{TOKENS}", listed).replace("{THREADS}", str(threads))
+
+
+def seed_incidents(rig: Rig, count: int) -> None:
+    """``count`` incidents in the run's region and as many in another, over the last 30 days."""
+    assert rig.db is not None
+    statuses = "(ARRAY['open','acknowledged','dispatched','resolved','cancelled'])[1 + (g % 5)]"
+    for region in (rig.region, f"{rig.region}-X"):
+        rig.db.sql(
+            "INSERT INTO incident (id, region, source, device_pid, message, lat, lng, accuracy, device_ts, "
+            "received_at, status, sos_count, location_precision, created_at, updated_at) "
+            f"SELECT gen_random_uuid(), '{region}', 'mqtt', 'bench-dev-' || (g % 200), 'SOS ' || g, "
+            "-24.5 + (g % 100) / 1000.0, 28.7 + (g % 77) / 1000.0, 10, "
+            "now() - (g * interval '30 days' / " + str(count) + "), "
+            "now() - (g * interval '30 days' / " + str(count) + "), "
+            f"{statuses}, 1, 'exact', now(), now() FROM generate_series(1, {count}) AS g"
+        )
+    rig.db.sql("ANALYZE incident")
+
+
+def measure_naboom(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
+    """The two endpoints on ``naboom serve``, then the trail checked ping by ping."""
+    rig.mosquitto()
+    db = rig.database()
+    env = rig.env(
+        # A vehicle pings every few seconds; here 32 vehicles ping thousands of times a second.
+        NABOOM_VEHICLE_PINGS_PER_MINUTE="100000000",
+        NABOOM_VEHICLE_PING_BURST="100000000",
+    )
+    rig.cli(env, "migrate")
+    operator = rig.user(env, "operator", rig.region)
+    admin = rig.user(env, "admin")
+    seed_incidents(rig, args.incidents)
+    serve = rig.serve(env)
+    base = serve.base_url
+    assert base is not None
+    op_token, admin_token = rig.login(base, *operator), rig.login(base, *admin)
+    tokens = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin_token}"}) as client:
+        for n in range(args.vehicles):
+            r = client.post("/api/vehicles/", json={"callsign": f"Bench-{n}", "region": rig.region})
+            r.raise_for_status()
+            tokens.append(r.json()["token"])
+        first = client.get("/api/incidents/", headers={"Authorization": f"Bearer {op_token}"}).json()
+    if first["total"] != args.incidents or len(first["items"]) != 50:
+        raise RuntimeError(
+            f"the operator's default page: total {first['total']}, {len(first['items'])} items"
+        )
+    log(f"{args.incidents} incidents in {rig.region} (and as many elsewhere), {args.vehicles} vehicles")
+
+    incidents = wrk(
+        args, f"{base}/api/incidents", _AUTH_LUA.replace("{TOKEN}", op_token), rig.work, "naboom-incidents"
+    )
+    ping = wrk(
+        args, f"{base}/panic/api/vehicle/ping", ping_script(tokens, args.threads), rig.work, "naboom-ping"
+    )
+    serve.stop()
+    stored = int(db.sql("SELECT count(*) FROM vehicle_ping"))
+    distinct = int(db.sql("SELECT count(DISTINCT (vehicle_id, ts)) FROM vehicle_ping"))
+    return {
+        "incidents": incidents,
+        "ping": ping,
+        "lost": max(0, ping["requests"] - stored),
+        "doubled": stored - distinct,
+        "unanswered_stored": max(0, stored - ping["requests"]),
+        "pings_stored": stored,
+    }
+
+
+def measure_ceiling(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
+    """The same two loads against the bare ASGI app."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(CEILING), "--port", str(port)])
+    try:
+        wait_until(lambda: port_open(port) or proc.poll() is not None, 30, "the bare ASGI app")
+        base = f"http://{HOST}:{port}"
+        get = wrk(args, f"{base}/api/incidents", _AUTH_LUA.replace("{TOKEN}", "x"), rig.work, "bare-get")
+        post = wrk(args, f"{base}/panic/api/vehicle/ping", ping_script(["bare"] * args.vehicles, args.threads), rig.work, "bare-post")  # fmt: skip
+    finally:
+        stop_process(proc)
+    return {"get": get, "post": post}
+
+
+def body(args: argparse.Namespace) -> Any:
+    def run(rig: Rig) -> dict[str, Any]:
+        naboom = measure_naboom(rig, args)
+        bare = measure_ceiling(rig, args)
+        rows = []
+        for label, mine, ref, floor in (
+            ("GET /api/incidents", naboom["incidents"], bare["get"], 0.25),
+            ("POST /panic/api/vehicle/ping", naboom["ping"], bare["post"], 0.5),
+        ):
+            rows.append({
+                "label": label,
+                "measured": {"what": f"{label} req/s", "value": mine["per_s"], "unit": "req/s"},
+                "ceiling": {"what": "bare ASGI app req/s", "value": ref["per_s"], "unit": "req/s"},
+                "ratio": round(mine["per_s"] / ref["per_s"], 3),
+                "target": {"text": f"≥ {floor} × bare ASGI", "ratio_min": floor},  # noqa: RUF001
+                "latency_ms": mine["latency_ms"],
+            })  # fmt: skip
+        return {
+            "quick": args.quick,
+            "lost": naboom.pop("lost"),
+            "doubled": naboom.pop("doubled"),
+            "table": rows,
+            "naboom": naboom,
+            "bare": bare,
+            "wrk": {"threads": args.threads, "connections": args.connections, "duration_s": args.duration},
+            "incidents_in_region": args.incidents,
+            "vehicles": args.vehicles,
+            "env_raised": ["NABOOM_VEHICLE_PINGS_PER_MINUTE", "NABOOM_VEHICLE_PING_BURST"],
+        }
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_common_args(parser)
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds of wrk per endpoint and server (default 10)"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument(
+        "--incidents", type=int, default=10_000, help="incidents in the region (default 10,000)"
+    )
+    parser.add_argument("--vehicles", type=int, default=32, help="pinging vehicles (default 32)")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.incidents = 2, min(args.incidents, 2000)
+    sys.exit(run_bench("api", args, body(args)))
+
+
+if __name__ == "__main__":
+    main()
