@@ -22,7 +22,6 @@ are committed. Measured in the same run:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from broker import Publisher, count_markers
 from ingest import count_messages, mosquitto_sub, unacked
-from rig import Naboom, Rig, add_common_args, log, run_bench
+from rig import Naboom, Rig, bench_parser, log, run_bench
 
 POLL_EVERY = 0.05
 
@@ -135,10 +134,7 @@ async def drain(rig: Rig, env: dict[str, str], count: int) -> tuple[float, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_args(parser)
+    parser = bench_parser(__doc__)
     parser.add_argument("--count", type=int, default=50_000, help="SOS queued while down (default 50000)")
     parser.add_argument("--devices", type=int, default=4, help="devices the SOS come from (default 4)")
     parser.add_argument("--inflight", type=int, default=1000, help="Mosquitto max_inflight_messages")

@@ -27,7 +27,6 @@ committed behind published back under the pre-kill p99 lag, or 0.1 s of load if 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import re
@@ -42,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from broker import Publisher, count_markers, dup_schedule
 from ingest import unacked
-from rig import Naboom, Rig, add_common_args, log, percentile, run_bench
+from rig import Naboom, Rig, bench_parser, log, percentile, run_bench
 
 DUP_FRACTION = 0.3
 SAMPLE_EVERY = 0.05
@@ -258,10 +257,7 @@ async def storm(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_args(parser)
+    parser = bench_parser(__doc__)
     parser.add_argument("--rate", type=float, default=2000, help="publishes per second (default 2000)")
     parser.add_argument("--duration", type=float, default=20, help="seconds of publishing (default 20)")
     parser.add_argument("--kill-at", type=float, default=8, help="SIGKILL serve this many seconds in")

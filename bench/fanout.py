@@ -54,7 +54,7 @@ from ceilings.fanout_server import raise_nofile
 from rig import (
     HOST,
     Rig,
-    add_common_args,
+    bench_parser,
     free_port,
     log,
     port_open,
@@ -596,10 +596,7 @@ def body(args: argparse.Namespace) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_args(parser)
+    parser = bench_parser(__doc__)
     parser.add_argument("--clients", type=int, default=5000, help="live clients (default 5000)")
     parser.add_argument(
         "--mode", choices=["sse", "ws", "both"], default="both", help="client kind (default both)"

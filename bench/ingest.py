@@ -81,7 +81,7 @@ from rig import (
     HOST,
     Naboom,
     Rig,
-    add_common_args,
+    bench_parser,
     cpu_seconds,
     free_port,
     log,
@@ -561,8 +561,7 @@ def body(args: argparse.Namespace) -> Callable[[Rig], dict[str, Any]]:
 
 
 def add_load_args(parser: argparse.ArgumentParser) -> None:
-    """The load's options (shared with ``bench/scaleout.py``)."""
-    add_common_args(parser)
+    """The load's options (shared with ``bench/scaleout.py``), beside :func:`rig.bench_parser`'s."""
     parser.add_argument(
         "--count", type=int, default=30_000, help="(a) SOS to publish flat out (default 30000)"
     )
@@ -593,9 +592,7 @@ def apply_quick(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     add_load_args(parser)
     # Internal: the live ceiling counter runs as a child process of this file.
     parser.add_argument("--role", choices=["main", "counter"], default="main", help=argparse.SUPPRESS)

@@ -159,6 +159,13 @@ class Teardown:
 # --- arguments and the JSON line -----------------------------------------------------------------
 
 
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring as help, and :func:`add_common_args`."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    return parser
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """``--quick``, ``--timeout`` and where PostgreSQL and Redis are."""
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")

@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import add_load_args, apply_quick, install, measure
-from rig import Rig, log, run_bench
+from rig import Rig, bench_parser, log, run_bench
 
 
 def one_size(args: argparse.Namespace, processes: int) -> dict[str, Any]:
@@ -76,9 +76,7 @@ def body(args: argparse.Namespace) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     add_load_args(parser)
     args = parser.parse_args()
     if args.sweep:

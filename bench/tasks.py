@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rig import ROOT, Naboom, Rig, add_common_args, log, run_bench, stop_process, summary, wait_until
+from rig import ROOT, Naboom, Rig, bench_parser, log, run_bench, stop_process, summary, wait_until
 
 
 def cpu_seconds(pid: int) -> float:
@@ -421,10 +421,7 @@ def body(rig: Rig) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_args(parser)
+    parser = bench_parser(__doc__)
     parser.add_argument("--count", type=int, default=300, help="SOS per phase (default 300)")
     parser.add_argument("--contacts", type=int, default=3, help="responder contacts per region (default 3)")
     parser.add_argument("--workers", default="1,2", help="worker counts, one phase each (default 1,2)")
