@@ -18,9 +18,18 @@ generator is ``wrk`` (Debian package ``wrk``) with fixed threads, connections an
   otherwise be what is measured: the run raises it through ``NABOOM_VEHICLE_PINGS_PER_MINUTE``
   and ``NABOOM_VEHICLE_PING_BURST`` (the bucket is still taken from Redis on every ping).
 
-The ceiling, same run, same wrk settings: ``bench/ceilings/bare_asgi.py`` (a bare ASGI app with a
-small JSON body) under the same uvicorn options, on the same machine, while naboom is stopped.
-Ratios to the bare app's requests/s: incidents at least 0.25, ping at least 0.5.
+Two ceilings, same run, same wrk settings, same uvicorn options, on the same machine, each while
+naboom is stopped:
+
+* ``bench/ceilings/bare_asgi.py``, a bare ASGI app answering a constant: what the server itself
+  costs. Each row's ``ratio`` (also ``ratio_vs_bare_asgi``) is naboom's requests/s over this
+  app's; the targets are on it: incidents at least 0.25, ping at least 0.5.
+* ``bench/ceilings/bare_same_work.py``, a bare ASGI app (no framework, no ORM: asyncpg and
+  msgspec) doing the same work per request on the same database: the same token check and
+  session row, the same count and page (its body must equal naboom's, or the run fails); for
+  the ping the same vehicle lookup, INSERT and conditional UPDATE (not the two Redis round trips,
+  which are charged to naboom). ``ratio_vs_same_work`` (with ``ceiling_same_work``) is what
+  the framework, the ORM and naboom's own code cost on top of the work; reported, not judged.
 
 Zero lost and zero doubled: every ping answered 202 is in the trail (``lost`` counts those that
 are not), no ping is stored twice (``doubled``: duplicate ``(vehicle, ts)`` rows); pings sent but
@@ -38,9 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from rig import HOST, Rig, add_common_args, free_port, log, port_open, run_bench, stop_process, wait_until
+from rig import HOST, Rig, bench_parser, free_port, log, port_open, run_bench, stop_process, wait_until
 
 CEILING = Path(__file__).resolve().parent / "ceilings" / "bare_asgi.py"
+SAME_WORK = Path(__file__).resolve().parent / "ceilings" / "bare_same_work.py"
 
 # wrk's Lua: ``done`` prints the figures as one JSON line (wrk's own summary goes before it).
 _DONE_LUA = r"""
@@ -152,8 +162,12 @@ def seed_incidents(rig: Rig, count: int) -> None:
     rig.db.sql("ANALYZE incident")
 
 
-def measure_naboom(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
-    """The two endpoints on ``naboom serve``, then the trail checked ping by ping."""
+def measure_naboom(rig: Rig, args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The two endpoints on ``naboom serve``, then the trail checked ping by ping.
+
+    ``ctx`` receives what the same-work ceiling needs: the environment, the operator's token,
+    the vehicles' tokens and naboom's default page.
+    """
     rig.mosquitto()
     db = rig.database()
     env = rig.env(
@@ -181,6 +195,7 @@ def measure_naboom(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
             f"the operator's default page: total {first['total']}, {len(first['items'])} items"
         )
     log(f"{args.incidents} incidents in {rig.region} (and as many elsewhere), {args.vehicles} vehicles")
+    ctx.update(env=env, op_token=op_token, tokens=tokens, first=first)
 
     incidents = wrk(
         args, f"{base}/api/incidents", _AUTH_LUA.replace("{TOKEN}", op_token), rig.work, "naboom-incidents"
@@ -215,14 +230,35 @@ def measure_ceiling(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
     return {"get": get, "post": post}
 
 
+def measure_same_work(rig: Rig, args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The same two loads against the bare app that does the same database work (naboom stopped)."""
+    port = free_port()
+    env = {k: v for k, v in ctx["env"].items() if k in ("PATH", "NABOOM_DATABASE_URL", "NABOOM_SECRET_KEY")}
+    proc = subprocess.Popen([sys.executable, str(SAME_WORK), "--port", str(port)], env=env)
+    try:
+        wait_until(lambda: port_open(port) or proc.poll() is not None, 30, "the same-work ASGI app")
+        base = f"http://{HOST}:{port}"
+        page = httpx.get(f"{base}/api/incidents", headers={"Authorization": f"Bearer {ctx['op_token']}"})
+        if page.status_code != 200 or page.json() != ctx["first"]:
+            raise RuntimeError(f"the same-work app's page differs from naboom's: {page.status_code} {page.text[:300]}")
+        auth = _AUTH_LUA.replace("{TOKEN}", ctx["op_token"])
+        get = wrk(args, f"{base}/api/incidents", auth, rig.work, "same-work-get")
+        post = wrk(args, f"{base}/panic/api/vehicle/ping", ping_script(ctx["tokens"], args.threads), rig.work, "same-work-post")  # fmt: skip
+    finally:
+        stop_process(proc)
+    return {"get": get, "post": post}
+
+
 def body(args: argparse.Namespace) -> Any:
     def run(rig: Rig) -> dict[str, Any]:
-        naboom = measure_naboom(rig, args)
+        ctx: dict[str, Any] = {}
+        naboom = measure_naboom(rig, args, ctx)
         bare = measure_ceiling(rig, args)
+        same = measure_same_work(rig, args, ctx)
         rows = []
-        for label, mine, ref, floor in (
-            ("GET /api/incidents", naboom["incidents"], bare["get"], 0.25),
-            ("POST /panic/api/vehicle/ping", naboom["ping"], bare["post"], 0.5),
+        for label, mine, ref, work, floor in (
+            ("GET /api/incidents", naboom["incidents"], bare["get"], same["get"], 0.25),
+            ("POST /panic/api/vehicle/ping", naboom["ping"], bare["post"], same["post"], 0.5),
         ):
             rows.append({
                 "label": label,
@@ -230,6 +266,10 @@ def body(args: argparse.Namespace) -> Any:
                 "ceiling": {"what": "bare ASGI app req/s", "value": ref["per_s"], "unit": "req/s"},
                 "ratio": round(mine["per_s"] / ref["per_s"], 3),
                 "target": {"text": f"≥ {floor} × bare ASGI", "ratio_min": floor},  # noqa: RUF001
+                "ratio_vs_bare_asgi": round(mine["per_s"] / ref["per_s"], 3),
+                "ceiling_same_work": {"what": "bare ASGI app, same DB work (asyncpg + msgspec) req/s",
+                                      "value": work["per_s"], "unit": "req/s"},
+                "ratio_vs_same_work": round(mine["per_s"] / work["per_s"], 3),
                 "latency_ms": mine["latency_ms"],
             })  # fmt: skip
         return {
@@ -239,6 +279,7 @@ def body(args: argparse.Namespace) -> Any:
             "table": rows,
             "naboom": naboom,
             "bare": bare,
+            "same_work": same,
             "wrk": {"threads": args.threads, "connections": args.connections, "duration_s": args.duration},
             "incidents_in_region": args.incidents,
             "vehicles": args.vehicles,
@@ -249,10 +290,7 @@ def body(args: argparse.Namespace) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_common_args(parser)
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--duration", type=int, default=10, help="seconds of wrk per endpoint and server (default 10)"
     )

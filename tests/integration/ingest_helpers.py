@@ -109,11 +109,13 @@ def assert_no_signature(row: dict[str, Any], sig: str) -> None:
 class CrashingStream:
     """Streams SOS at QoS 1 from a background thread and fires ``on_trigger`` (a SIGKILL) mid-stream.
 
-    After every ``chunk`` messages the broker has confirmed, the thread counts the device's stored
-    incidents over its own database connection. It stays at most ``window`` messages ahead of the
-    ingest, and the first time at least ``trigger_at`` are stored while more were published than
-    stored (the ingest is busy with the rest) it calls ``on_trigger`` at once, from this thread, and
-    goes on publishing the remainder without waiting: the kill lands on a moving stream.
+    After sending each ``chunk`` (before the broker confirms it) and again once it is confirmed,
+    the thread counts the device's stored incidents over its own database connection. It stays at
+    most ``window`` messages ahead of the ingest, and the first time at least ``trigger_at`` are
+    stored while more were sent than stored (the ingest is busy with the rest) it calls
+    ``on_trigger`` at once, from this thread, and goes on publishing the remainder without waiting:
+    the kill lands on a moving stream. The count right after sending matters: an ingest that
+    commits faster than the broker confirms would otherwise have caught up at every check.
     """
 
     host: str
@@ -154,6 +156,8 @@ class CrashingStream:
         try:
             for start in range(0, len(self.bodies), self.chunk):
                 infos = [client.publish(self.topic, json.dumps(b), qos=1) for b in self.bodies[start:start + self.chunk]]
+                if not self.triggered.is_set():
+                    await self._fire_if_due(db, sent=start + len(infos))
                 for info in infos:
                     info.wait_for_publish(timeout=60)
                     if not info.is_published():
@@ -170,15 +174,19 @@ class CrashingStream:
         """Fire the trigger when due; otherwise wait until the ingest is less than ``window`` behind."""
 
         async def due_or_room() -> bool:
-            stored = int(await db.fetchval("SELECT count(*) FROM incident WHERE device_pid = $1", self.pid))
-            if stored >= self.trigger_at and self.published > stored:
-                self.on_trigger()
-                self.published_at_trigger, self.stored_at_trigger = self.published, stored
-                self.triggered.set()
-                return True
-            return self.published - stored < self.window
+            stored = await self._fire_if_due(db, sent=self.published)
+            return self.triggered.is_set() or self.published - stored < self.window
 
         await wait_for(due_or_room, timeout=60, what=f"the ingest to come within {self.window} of the stream")
+
+    async def _fire_if_due(self, db: asyncpg.Connection, sent: int) -> int:
+        """Fire the trigger when ``trigger_at`` are stored, fewer than ``sent``, and more remain to send."""
+        stored = int(await db.fetchval("SELECT count(*) FROM incident WHERE device_pid = $1", self.pid))
+        if stored >= self.trigger_at and sent > stored and sent < len(self.bodies):
+            self.on_trigger()
+            self.published_at_trigger, self.stored_at_trigger = sent, stored
+            self.triggered.set()
+        return stored
 
     def join(self, timeout: float = 120) -> None:
         assert self._thread is not None
