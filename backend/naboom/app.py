@@ -29,6 +29,7 @@ from litestar.plugins.problem_details import (
 )
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 from redis.asyncio import Redis
 
 from naboom.audit.controller import AuditController
@@ -55,7 +56,7 @@ from naboom.operations.health import health
 from naboom.operations.metrics import metrics
 from naboom.outbox.bridge import OutboxBridge
 from naboom.outbox.controller import WebhookController
-from naboom.realtime.controller import alerts_socket, stream
+from naboom.realtime.controller import SERVER_SEND, alerts_socket, stream
 from naboom.realtime.feed import make_feed
 from naboom.regions.controller import RegionController
 from naboom.retention.controller import RetentionController
@@ -127,6 +128,17 @@ def _internal_error(request: Request, exc: Exception) -> Response[dict[str, Any]
     )
 
 
+class NaboomApp(Litestar):
+    """Litestar, keeping the server's own ``send`` in the scope for the live feed's frames."""
+
+    async def __call__(
+        self, scope: Scope | LifeSpanScope, receive: Receive | LifeSpanReceive, send: Send | LifeSpanSend
+    ) -> None:
+        """Serve one connection."""
+        scope[SERVER_SEND] = send  # type: ignore[literal-required]
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> Litestar:
     """The whole API; ``run_ingest`` also starts the MQTT ingest (and the embedded broker by default)."""
     settings = settings or get_settings()
@@ -155,6 +167,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
         async with AsyncExitStack() as stack:
             if redis is not None:
                 stack.push_async_callback(redis.aclose)
+            stack.push_async_callback(feed.aclose)
             # Tasks are queued from here; on embedded defaults they also run here, and this
             # process is the scheduler (with Redis, `naboom worker` and `naboom scheduler` do).
             work = await stack.enter_async_context(open_work(settings, db=db, feed=feed, redis=redis))
@@ -179,7 +192,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
                 stack.push_async_callback(mqtt.shutdown, task, settings.shutdown_timeout_seconds)
             yield
 
-    app = Litestar(
+    app = NaboomApp(
         route_handlers=[
             AuthController,
             AuditController,

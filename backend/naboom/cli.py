@@ -89,14 +89,20 @@ def _serve(settings: Settings) -> None:
     _wait_for_dependencies(settings)
     app = create_app(settings)
     ingest = app.state.mqtt
+    feed = app.state.feed
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # The ingest stops taking messages at once, while HTTP requests drain; the lifespan
             # then waits (bounded) for it to acknowledge its batch.
-            if ingest is not None and sig in (signal.SIGTERM, signal.SIGINT):
+            if sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(RuntimeError):
-                    asyncio.get_running_loop().call_soon_threadsafe(ingest.request_stop)
+                    loop = asyncio.get_running_loop()
+                    if ingest is not None:
+                        loop.call_soon_threadsafe(ingest.request_stop)
+                    # Live streams never end on their own: end them now, so they close cleanly
+                    # (SSE answers complete, WebSockets get 1012) and monitors reconnect at once.
+                    loop.call_soon_threadsafe(feed.end_all)
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(

@@ -8,6 +8,7 @@ stored exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import signal
@@ -22,8 +23,11 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
 
 from tests.integration.ingest_helpers import Admin, all_once, nonce_counts
+from tests.integration.live import open_stream
 from tests.support import (
     NABOOM,
     Server,
@@ -161,6 +165,31 @@ def test_sigterm_during_a_stream_of_sos_commits_every_acknowledged_message_exact
     missing, doubled = all_once(counts, [*nonces, marker["nonce"]])
     assert not missing, f"{len(missing)} of {len(nonces)} SOS were lost"
     assert not doubled, f"stored more than once: {doubled}"
+
+
+async def test_sigterm_ends_live_streams_cleanly_so_monitors_reconnect_at_once(running: Server) -> None:
+    stack = running.stack
+    region, _device, token = stack.new_region()
+    ws_url = stack.base_url.replace("http://", "ws://") + f"/ws/alerts/{region}/?token={token}"
+    async with open_stream(stack.base_url, token, region) as sse, websockets.connect(ws_url) as ws:
+        lines = sse.aiter_lines()
+        assert await anext(lines) == "retry: 3000"
+        assert running.proc is not None
+        offset = running.log_path.stat().st_size
+        running.proc.send_signal(signal.SIGTERM)
+        # A stream cut off by the server's final timeout would end mid-body (httpx raises on a
+        # chunked body without its last chunk); an ended one completes.
+        rest = [line async for line in lines]
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert ": connected" in rest
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1012, "reconnect")
+    await asyncio.to_thread(running.proc.wait, 60)
+    running.proc = None
+    logged = running.log_path.read_text(errors="replace")[offset:]
+    assert "Exception in ASGI application" not in logged
+    assert "Traceback" not in logged
 
 
 def test_a_topic_outside_the_allowlist_is_rejected_counted_and_acknowledged(running: Server) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 
-from naboom.realtime.feed import LiveFeed, MemoryFeedLog
+from naboom.realtime.feed import LiveEvent, LiveFeed, MemoryFeedLog, Sink
 
 
 def _plugin(history: int) -> ChannelsPlugin:
@@ -79,3 +80,98 @@ async def test_an_idle_subscriber_gets_heartbeat_marks() -> None:
             while event is None:
                 event = await anext(events)
             assert json.loads(event.json)["id"] == "after-idle"
+
+
+def _events(first: int, count: int) -> list[LiveEvent]:
+    return [LiveEvent.numbered(first + n, b"incident.created", b'{"n":%d}' % n) for n in range(count)]
+
+
+class _Socket:
+    """A connection whose writes complete at once until ``block()``, then wait for ``release()``."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+        self.gate: asyncio.Future[None] | None = None
+        self.fail = False
+        self.wrote = asyncio.Event()
+
+    async def until(self, count: int) -> None:
+        """Wait until ``count`` events have been written."""
+        while len(self.written) < count:
+            self.wrote.clear()
+            await asyncio.wait_for(self.wrote.wait(), 5)
+
+    def block(self) -> None:
+        self.gate = asyncio.get_running_loop().create_future()
+
+    def release(self) -> None:
+        assert self.gate is not None
+        self.gate.set_result(None)
+        self.gate = None
+
+    async def send(self, event: LiveEvent) -> None:
+        if self.fail:
+            raise OSError("connection reset")
+        if self.gate is not None:
+            await self.gate
+        self.written.append(event.event_id)
+        self.wrote.set()
+
+
+async def test_a_write_that_must_wait_keeps_later_events_in_order_and_writes_each_once() -> None:
+    socket = _Socket()
+    sink = Sink(newest=0, backlog=100)
+    sink.go_live(0, socket.send)
+    loop = asyncio.get_running_loop()
+    sink.offer(_events(1, 2), loop.time())
+    assert socket.written == [1, 2]  # written within the broadcast's own step
+    socket.block()
+    sink.offer(_events(3, 1), loop.time())  # this write waits on the socket
+    sink.offer(_events(3, 4), loop.time())  # 3 again (a repeat) and three new ones
+    assert socket.written == [1, 2]
+    socket.release()
+    await socket.until(6)
+    sink.offer(_events(7, 1), loop.time())
+    await socket.until(7)
+    assert socket.written == [1, 2, 3, 4, 5, 6, 7]
+    assert not sink.ended.done()
+    await sink.close()
+
+
+async def test_a_connection_too_far_behind_is_ended_so_it_reconnects_with_its_last_id() -> None:
+    socket = _Socket()
+    sink = Sink(newest=0, backlog=3)
+    ended = sink.go_live(0, socket.send)
+    socket.block()
+    loop = asyncio.get_running_loop()
+    sink.offer(_events(1, 1), loop.time())  # waiting on the socket
+    sink.offer(_events(2, 3), loop.time())  # the backlog is full
+    assert not ended.done()
+    sink.offer(_events(5, 1), loop.time())
+    assert ended.done()
+    await sink.close()
+    assert socket.written == []
+
+
+async def test_a_failed_write_ends_the_connection_and_nothing_more_is_written() -> None:
+    socket = _Socket()
+    sink = Sink(newest=0, backlog=100)
+    ended = sink.go_live(0, socket.send)
+    socket.fail = True
+    sink.offer(_events(1, 2), asyncio.get_running_loop().time())
+    assert ended.done()
+    socket.fail = False
+    sink.offer(_events(3, 1), asyncio.get_running_loop().time())
+    assert socket.written == []
+    await sink.close()
+
+
+async def test_events_that_arrive_during_the_replay_are_written_once_after_it() -> None:
+    socket = _Socket()
+    sink = Sink(newest=10, backlog=100)
+    loop = asyncio.get_running_loop()
+    sink.offer(_events(9, 5), loop.time())  # 9 and 10 were seen; 11-13 arrive while replaying
+    sink.go_live(12, socket.send)  # the replay held up to 12
+    await socket.until(1)
+    assert socket.written == [13]
+    await sink.close()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
-from typing import Annotated
+from typing import Annotated, cast
 
 from litestar import get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import Stream
+from litestar.types import HTTPResponseBodyEvent, Scope, Send
 
 from naboom.errors import NaboomError, NotFoundError
 from naboom.openapi import problems
@@ -37,6 +38,23 @@ def _check_region(principal: Principal, region: str) -> None:
         raise NotFoundError(f"no live feed for region {region!r}")
 
 
+# Where the app puts the server's own ``send`` (``NaboomApp``). Live frames go through it: the
+# send hooks and middlewares in front of a handler's ``send`` act on a response's start, which
+# goes through them as usual, and would only look at each of the thousands of frames of a
+# broadcast. Absent (an app called without NaboomApp), the handler's ``send`` serves.
+SERVER_SEND = "naboom.server_send"
+
+_KEEP_ALIVE: HTTPResponseBodyEvent = {
+    "type": "http.response.body",
+    "body": b": keep-alive\n\n",
+    "more_body": True,
+}
+
+
+def _server_send(scope: Scope, fallback: Send) -> Send:
+    return cast(Send, scope.get(SERVER_SEND, fallback))
+
+
 @get(
     "/panic/api/stream",
     tags=["live"],
@@ -61,8 +79,17 @@ async def stream(
                 yield b"retry: 3000\n: connected\n\n"
                 if replay.gap:
                     yield b"event: stream.reset\ndata: %s\n\n" % _RESET
-                async for event in replay.events(settings.sse_heartbeat_seconds):
-                    yield b": keep-alive\n\n" if event is None else event.sse
+                for event in replay.missed:
+                    yield event.sse
+                # The response has started (the stream sends each chunk before asking for the
+                # next): live frames go straight to the server until the feed ends this stream
+                # (shutdown, a client far behind) or the client leaves (the stream cancels us).
+                send = _server_send(request.scope, request.send)
+                await replay.go_live(
+                    lambda event: send(event.http_body),
+                    lambda: send(_KEEP_ALIVE),
+                    settings.sse_heartbeat_seconds,
+                )
 
     return Stream(
         frames(),
@@ -98,11 +125,16 @@ async def alerts_socket(socket: AuthSocket, region: FromPath[str]) -> None:
             async with feed.subscribe(region, after) as replay:
                 if replay.gap:
                     await socket.send_data(_RESET.decode())
-                async for event in replay.events(settings.sse_heartbeat_seconds):
-                    if reader.done():
-                        break
-                    if event is not None:
-                        await socket.send_data(event.text)
+                for event in replay.missed:
+                    await socket.send_data(event.text)
+                send = _server_send(socket.scope, socket.send)
+                ended = replay.go_live(lambda event: send(event.ws_send))
+                await asyncio.wait([reader, ended], return_when=asyncio.FIRST_COMPLETED)
+        if not reader.done():
+            # The feed ended this connection (shutdown, or a client far behind): say so, the
+            # client reconnects with its last event id.
+            with contextlib.suppress(WebSocketDisconnect):
+                await socket.close(code=1012, reason="reconnect")
     except WebSocketDisconnect:
         pass
     finally:

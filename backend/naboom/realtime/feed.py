@@ -1,10 +1,11 @@
 """The live feed: per-region event ids, fan-out through Litestar channels, bounded replay.
 
 A channel message carries one or more events: its first line is the first event's id, then one
-line per event, ``<type>\\t<json of the data>`` (msgspec escapes tabs and newlines inside JSON
+line per event, ``<type>\t<json of the data>`` (msgspec escapes tabs and newlines inside JSON
 strings); the n-th event's id is ``first + n``. The data is encoded once per broadcast, split
-into SSE frames and WebSocket texts once per process (by whichever subscriber reads the message
-first), and a burst of incidents costs one publish per region, not one per incident.
+into SSE frames and WebSocket texts (and the ASGI messages carrying them) once per process, and
+a burst of incidents costs one publish per region, not one per incident. A process subscribes
+once per region and writes each broadcast to all of its connections in one step (``Sink``).
 
 Ids are handed out in the same step that appends the message to the channel (one Lua script on
 Redis, one uninterrupted step of the event loop in memory), so every subscriber sees a region's
@@ -18,15 +19,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import msgspec
 from litestar.channels import ChannelsBackend, ChannelsPlugin, Subscriber
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.channels.backends.redis import RedisChannelsStreamBackend
+from litestar.types import HTTPResponseBodyEvent, WebSocketSendEvent
 from redis.asyncio import Redis
 
 from naboom.settings import Settings
@@ -80,7 +83,10 @@ async def open_feed(settings: Settings, redis: Redis | None) -> AsyncIterator[Li
     """A live feed for a process without the Litestar app (a worker): publishes like the API does."""
     channels, feed = make_feed(settings, redis)
     async with channels:
-        yield feed
+        try:
+            yield feed
+        finally:
+            await feed.aclose()
 
 
 def channel_for(region: str) -> str:
@@ -157,8 +163,8 @@ class LiveEvent:
     """One event as subscribers receive it, encoded once for everyone.
 
     ``json`` is the data with ``type`` and ``event_id`` first; ``sse`` is its whole SSE frame and
-    ``text`` the WebSocket message: a broadcast to thousands of connections writes these same
-    objects to each of them.
+    ``text`` the WebSocket message; ``http_body`` and ``ws_send`` are the ASGI messages that carry
+    them: a broadcast to thousands of connections hands these same objects to each of them.
     """
 
     event_id: int
@@ -166,6 +172,8 @@ class LiveEvent:
     json: bytes
     sse: bytes
     text: str
+    http_body: HTTPResponseBodyEvent
+    ws_send: WebSocketSendEvent
 
     @classmethod
     def numbered(cls, event_id: int, type_: bytes, body: bytes) -> LiveEvent:
@@ -173,7 +181,16 @@ class LiveEvent:
         head = b'{"type":"%s","event_id":%d' % (type_, event_id)
         data = head + (b"}" if body == b"{}" else b"," + body[1:])
         frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, type_, data)
-        return cls(event_id, type_.decode(), data, frame, data.decode())
+        text = data.decode()
+        return cls(
+            event_id,
+            type_.decode(),
+            data,
+            frame,
+            text,
+            {"type": "http.response.body", "body": frame, "more_body": True},
+            {"type": "websocket.send", "text": text, "bytes": None},
+        )
 
     @classmethod
     def decode_all(cls, raw: bytes) -> list[LiveEvent]:
@@ -216,12 +233,19 @@ def encode_lines(items: Sequence[tuple[str, dict[str, Any]]]) -> bytes:
 
 
 class LiveFeed:
-    """Publishes events to a region's subscribers and replays what a reconnecting client missed."""
+    """Publishes events to a region's subscribers and replays what a reconnecting client missed.
 
-    def __init__(self, channels: ChannelsPlugin, log: FeedLog, history: int) -> None:
+    Each process holds one channel subscription per region it has connections for (a ``_Hub``),
+    whatever their number: the hub hands every broadcast to each connection's ``Sink``, which
+    writes it at once (see ``Sink``).
+    """
+
+    def __init__(self, channels: ChannelsPlugin, log: FeedLog, history: int, backlog: int = 10_000) -> None:
         self._channels = channels
         self._log = log
         self._history = history
+        self._backlog = backlog
+        self._hubs: dict[str, _Hub] = {}
 
     async def publish(self, region: str, type_: str, data: dict[str, Any]) -> int:
         """Broadcast one event to ``region``; returns its event id."""
@@ -252,7 +276,9 @@ class LiveFeed:
             # the highest id (ids are appended in order).
             recent = await backend.get_history(channel, 1)
             after = max((e.event_id for raw in recent for e in decoded(raw)), default=0)
-        subscriber = await self._channels.subscribe(channel)
+        hub = await self._hub(region)
+        sink = Sink(after, self._backlog)
+        hub.sinks.add(sink)
         try:
             history = await backend.get_history(channel, self._history)
             events = sorted((e for raw in history for e in decoded(raw)), key=lambda e: e.event_id)
@@ -264,67 +290,278 @@ class LiveFeed:
                 and bool(events)
                 and events[0].event_id > last_event_id
             )
-            yield Replay(after=after, missed=missed, gap=gap, live=subscriber)
+            yield Replay(missed=missed, gap=gap, sink=sink)
         finally:
-            await self._channels.unsubscribe(subscriber)
+            hub.sinks.discard(sink)
+            await sink.close()
+            if not hub.sinks:
+                # The last connection left: hold no subscription for nobody (a new one starts
+                # a new hub; the channels keep the history either way).
+                self._forget(hub)
+                await hub.stop(self._channels)
+
+    async def _hub(self, region: str) -> _Hub:
+        hub = self._hubs.get(region)
+        if hub is None:
+            # Registered before it subscribes, so concurrent first subscribers share it.
+            hub = self._hubs[region] = _Hub(self, region)
+            hub.start(self._channels)
+        await asyncio.shield(hub.ready)  # a hub that failed to subscribe has forgotten itself
+        return hub
+
+    def end_all(self) -> None:
+        """End every live connection of this process (shutdown): clients reconnect elsewhere at once."""
+        for hub in self._hubs.values():
+            for sink in hub.sinks:
+                sink.end()
+
+    async def aclose(self) -> None:
+        """End every connection and stop the hubs."""
+        self.end_all()
+        hubs, self._hubs = list(self._hubs.values()), {}
+        for hub in hubs:
+            await hub.stop(self._channels)
+
+    def _forget(self, hub: _Hub) -> None:
+        if self._hubs.get(hub.region) is hub:
+            del self._hubs[hub.region]
 
 
-@dataclass(slots=True)
-class Replay:
-    """What a new subscriber gets: missed events, whether history fell short, the live stream."""
+class _Hub:
+    """A process's one subscription to a region: every broadcast goes to each sink in one step."""
 
-    after: int
-    missed: list[LiveEvent]
-    gap: bool
-    live: Subscriber
+    def __init__(self, feed: LiveFeed, region: str) -> None:
+        self._feed = feed
+        self.region = region
+        self.sinks: set[Sink] = set()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task: asyncio.Task[None] | None = None
+        self._subscriber: Subscriber | None = None
 
-    async def events(self, heartbeat: float) -> AsyncGenerator[LiveEvent | None, None]:
-        """Missed events, then live ones without repeats; ``None`` marks an idle ``heartbeat``.
+    def start(self, channels: ChannelsPlugin) -> None:
+        self._task = asyncio.create_task(self._run(channels), name=f"live-feed-{self.region}")
 
-        It reads the subscriber's queue itself, and silence is watched by one timer per
-        connection that re-arms itself about once a heartbeat and, once the connection has been
-        idle that long, queues an idle mark. A broadcast to thousands of connections thus costs
-        no task and no timer per connection and event, only a clock read.
-        """
-        newest = self.after
-        for event in self.missed:
-            newest = event.event_id
-            yield event
+    async def stop(self, channels: ChannelsPlugin) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._subscriber is not None:
+            with contextlib.suppress(Exception):
+                await channels.unsubscribe(self._subscriber)
+
+    async def _run(self, channels: ChannelsPlugin) -> None:
+        try:
+            self._subscriber = await channels.subscribe(channel_for(self.region))
+        except Exception as exc:
+            self.ready.set_exception(exc)
+            self._feed._forget(self)  # noqa: SLF001
+            return
+        self.ready.set_result(None)
         loop = asyncio.get_running_loop()
-        queue = self.live._queue  # noqa: SLF001
-        last = loop.time()
-        timer: asyncio.TimerHandle | None = None
-
-        def watch() -> None:
-            nonlocal last, timer
-            idle = loop.time() - last
-            if idle >= heartbeat:
-                last += idle
-                # A full queue has something to send: no idle mark needed.
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(_IDLE)
-                idle = 0.0
-            timer = loop.call_later(heartbeat - idle, watch)
-
-        timer = loop.call_later(heartbeat, watch)
+        queue = self._subscriber._queue  # noqa: SLF001
         try:
             while True:
                 raw = await queue.get()
                 queue.task_done()
-                if raw is None:  # unsubscribed
-                    return
-                if raw is _IDLE:
-                    yield None
-                    continue
-                last = loop.time()
-                for event in decoded(raw):
-                    if event.event_id > newest:
-                        newest = event.event_id
-                        yield event
+                if raw is None:  # the channels are shutting down
+                    break
+                events = decoded(raw)
+                now = loop.time()
+                # Nothing a sink does in ``offer`` adds or removes sinks: no copy needed.
+                for sink in self.sinks:
+                    sink.offer(events, now)
         finally:
-            if timer is not None:
-                timer.cancel()
+            self._feed._forget(self)  # noqa: SLF001
+            for sink in self.sinks:
+                sink.end()
 
 
-# Queued by a connection's own idle timer; never a channel message (those start with an id).
-_IDLE = b""
+# Writes one event to a connection; must be a coroutine (``Sink`` drives it by hand).
+Deliver = Callable[[LiveEvent], Awaitable[Any]]
+Idle = Callable[[], Awaitable[Any]]
+
+
+class Sink:
+    """One connection's end of a region's broadcast: admits each event once, in id order, and writes it.
+
+    Until the connection goes live (its replay is written) events wait in ``pending``. Live, an
+    event is written by driving the connection's send coroutine by hand, within the hub's step:
+    a send that does not need to wait (the socket takes the bytes) costs no task, no queue and
+    no wake-up, which is what a broadcast to thousands of connections is made of (what eager
+    tasks do on Python 3.12). A send that must wait (flow control) is finished by a task of the
+    connection's own, which then writes what queued up meanwhile, in order. A connection more
+    than ``backlog`` events behind is ended: the client reconnects with ``Last-Event-ID``.
+    """
+
+    __slots__ = ("_backlog", "_busy", "_deliver", "_idle", "_timer", "ended", "last", "newest", "pending")
+
+    def __init__(self, newest: int, backlog: int) -> None:
+        self.newest = newest
+        self.pending: deque[LiveEvent | None] = deque()
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.last = 0.0
+        self._backlog = backlog
+        self._deliver: Deliver | None = None
+        self._idle: Idle | None = None
+        self._busy: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def offer(self, events: Iterable[LiveEvent], now: float) -> None:
+        """Admit the events newer than the newest admitted, and write them (or queue them)."""
+        for event in events:
+            if event.event_id <= self.newest:
+                continue
+            self.newest = event.event_id
+            self.last = now
+            if self._deliver is None or self._busy is not None:
+                if len(self.pending) >= self._backlog:
+                    self.end()
+                    return
+                self.pending.append(event)
+            else:
+                self._drive(self._deliver(event))
+
+    def go_live(
+        self,
+        replayed: int,
+        deliver: Deliver,
+        idle: Idle | None = None,
+        heartbeat: float = 15.0,
+    ) -> asyncio.Future[None]:
+        """Write live events from now on (after those up to ``replayed``); returns ``ended``.
+
+        ``idle`` is written whenever nothing was for ``heartbeat`` seconds.
+        """
+        if self.ended.done():
+            return self.ended
+        self.newest = max(self.newest, replayed)
+        while self.pending and self.pending[0] is not None and self.pending[0].event_id <= replayed:
+            self.pending.popleft()
+        loop = asyncio.get_running_loop()
+        self.last = loop.time()
+        self._deliver, self._idle = deliver, idle
+        if self.pending:
+            self._busy = asyncio.create_task(self._finish(None, None))
+        if idle is not None:
+            self._timer = loop.call_later(heartbeat, self._watch, loop, heartbeat)
+        return self.ended
+
+    def end(self) -> None:
+        """Write nothing more; whoever waits on ``ended`` closes the connection."""
+        self._deliver = None
+        self.pending.clear()
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+    async def close(self) -> None:
+        """Stop the timer and any unfinished write (the connection is going away)."""
+        self.end()
+        if self._timer is not None:
+            self._timer.cancel()
+        busy, self._busy = self._busy, None
+        if busy is not None and busy is not asyncio.current_task():
+            busy.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await busy
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, heartbeat: float) -> None:
+        if self.ended.done():
+            return
+        now = loop.time()
+        idle = now - self.last
+        if idle >= heartbeat:
+            self.last = now
+            idle = 0.0
+            if self._idle is not None and self._busy is None:
+                self._drive(self._idle())
+        self._timer = loop.call_later(heartbeat - idle, self._watch, loop, heartbeat)
+
+    def _drive(self, awaitable: Awaitable[Any]) -> None:
+        step = cast(Coroutine[Any, Any, Any], awaitable)
+        try:
+            waits_on = step.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the connection is gone
+            self.end()
+            return
+        self._busy = asyncio.create_task(self._finish(step, waits_on))
+
+    async def _finish(self, step: Coroutine[Any, Any, Any] | None, waits_on: Any) -> None:
+        try:
+            if step is not None:
+                await _resume(step, waits_on)
+            while self.pending and self._deliver is not None:
+                event = self.pending.popleft()
+                if event is None:
+                    continue
+                await self._deliver(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the connection is gone
+            self.end()
+        finally:
+            if self._busy is asyncio.current_task():
+                self._busy = None
+
+
+async def _resume(step: Coroutine[Any, Any, Any], waits_on: Any) -> None:
+    """Carry a hand-driven coroutine on from its first suspension to its end, as its task would."""
+    try:
+        while True:
+            if waits_on is None:  # a bare yield (asyncio.sleep(0))
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait([waits_on])
+            try:
+                waits_on = step.send(None)
+            except StopIteration:
+                return
+    except BaseException:
+        step.close()
+        raise
+
+
+@dataclass(slots=True)
+class Replay:
+    """What a new subscriber gets: missed events, whether history fell short, and its live sink."""
+
+    missed: list[LiveEvent]
+    gap: bool
+    sink: Sink
+
+    @property
+    def replayed(self) -> int:
+        """The newest id the replay holds (0 when it holds nothing)."""
+        return self.missed[-1].event_id if self.missed else 0
+
+    def go_live(
+        self,
+        deliver: Deliver,
+        idle: Idle | None = None,
+        heartbeat: float = 15.0,
+    ) -> asyncio.Future[None]:
+        """Once the replay is written: write live events through ``deliver``; returns ``ended``."""
+        return self.sink.go_live(self.replayed, deliver, idle, heartbeat)
+
+    async def events(self, heartbeat: float) -> AsyncGenerator[LiveEvent | None, None]:
+        """Missed events, then live ones without repeats; ``None`` marks an idle ``heartbeat``."""
+        for event in self.missed:
+            yield event
+        queue: asyncio.Queue[object] = asyncio.Queue()
+
+        async def deliver(event: LiveEvent) -> None:
+            queue.put_nowait(event)
+
+        async def idle() -> None:
+            queue.put_nowait(None)
+
+        ended = self.go_live(deliver, idle, heartbeat)
+        ended.add_done_callback(lambda _: queue.put_nowait(_ENDED))
+        while (item := await queue.get()) is not _ENDED:
+            yield cast(LiveEvent | None, item)
+
+
+# Queued once the sink has ended; never an event.
+_ENDED = object()
