@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.audit.service import record
 from naboom.db import models as m
+from naboom.db.inserts import table_of
 from naboom.errors import AuthenticationError, ConflictError, NaboomError, NotFoundError
 from naboom.regions.service import RegionService
 from naboom.schemas import Page
@@ -40,6 +41,28 @@ class InvalidPingError(NaboomError):
     status_code = 422
     title = "Unprocessable Content"
 
+
+_pings = table_of(m.VehiclePing)
+_vehicles = table_of(m.Vehicle)
+_VEHICLE_BY_TOKEN = select(_vehicles.c.id, _vehicles.c.callsign, _vehicles.c.region, _vehicles.c.active).where(
+    _vehicles.c.token_hash == bindparam("token_hash")
+)
+_INSERT_PING = insert(_pings)
+# Conditional, so concurrent or out-of-order pings never move a vehicle back in time.
+_MOVE_VEHICLE = (
+    update(_vehicles)
+    .where(
+        _vehicles.c.id == bindparam("v_id"),
+        or_(_vehicles.c.last_ping_at.is_(None), _vehicles.c.last_ping_at < bindparam("v_ts")),
+    )
+    .values(
+        last_lat=bindparam("v_lat"),
+        last_lng=bindparam("v_lng"),
+        last_speed=bindparam("v_speed"),
+        last_heading=bindparam("v_heading"),
+        last_ping_at=bindparam("v_ts"),
+    )
+)
 
 @dataclass(frozen=True, slots=True)
 class PingingVehicle:
@@ -218,13 +241,7 @@ class VehicleService(SQLAlchemyAsyncRepositoryService[m.Vehicle]):
             raise AuthenticationError("vehicle token required: send Authorization: Bearer <vehicle token>")
         # Looked up by its SHA-256: lookup timing tells nothing about the token itself. Four
         # columns, no ORM object: this runs on every ping.
-        vehicle = (
-            await self.repository.session.execute(
-                select(m.Vehicle.id, m.Vehicle.callsign, m.Vehicle.region, m.Vehicle.active).where(
-                    m.Vehicle.token_hash == digest(token)
-                )
-            )
-        ).one_or_none()
+        vehicle = (await self.repository.session.execute(_VEHICLE_BY_TOKEN, {"token_hash": digest(token)})).one_or_none()
         if vehicle is None:
             raise AuthenticationError("unknown vehicle token")
         if not vehicle.active:
@@ -242,21 +259,23 @@ class VehicleService(SQLAlchemyAsyncRepositoryService[m.Vehicle]):
             raise InvalidPingError(f"ts {ping.ts.isoformat()} is more than {MAX_PING_AGE} old")
         ts = ping.ts.astimezone(UTC)
         session = self.repository.session
-        # A plain INSERT: the trail row is never read back here, so no ORM object is built or flushed.
+        # Statements built once (module level), on the tables: the trail row is never read back,
+        # so no ORM object is built or flushed, and each ping only binds its values.
         await session.execute(
-            insert(m.VehiclePing).values(
-                vehicle_id=vehicle.id, lat=ping.lat, lng=ping.lng, speed=ping.speed, heading=ping.heading, ts=ts, received_at=now
-            )
+            _INSERT_PING,
+            {
+                "vehicle_id": vehicle.id,
+                "lat": ping.lat,
+                "lng": ping.lng,
+                "speed": ping.speed,
+                "heading": ping.heading,
+                "ts": ts,
+                "received_at": now,
+            },
         )
-        # Conditional, so concurrent or out-of-order pings never move a vehicle back in time.
         result = await session.execute(
-            update(m.Vehicle)
-            .where(
-                m.Vehicle.id == vehicle.id,
-                or_(m.Vehicle.last_ping_at.is_(None), m.Vehicle.last_ping_at < ts),
-            )
-            .values(last_lat=ping.lat, last_lng=ping.lng, last_speed=ping.speed, last_heading=ping.heading, last_ping_at=ts)
-            .execution_options(synchronize_session=False)
+            _MOVE_VEHICLE,
+            {"v_id": vehicle.id, "v_lat": ping.lat, "v_lng": ping.lng, "v_speed": ping.speed, "v_heading": ping.heading, "v_ts": ts},
         )
         if result.rowcount == 0:  # type: ignore[attr-defined]
             return None
