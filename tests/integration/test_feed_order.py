@@ -41,8 +41,7 @@ async def test_concurrent_publishers_on_redis_deliver_every_event_in_id_order() 
         replay = await stack.enter_async_context(watcher.subscribe(region, None))
 
         async def burst(feed: LiveFeed, n: int) -> list[int]:
-            events = await feed.publish_many(region, [("incident.created", {"n": n, "k": k}) for k in range(3)])
-            return [e.event_id for e in events]
+            return list(await feed.publish_many(region, [("incident.created", {"n": n, "k": k}) for k in range(3)]))
 
         sent = await asyncio.gather(*(burst(publishers[n % PROCESSES], n) for n in range(PROCESSES * BURSTS)))
         expected = sorted(i for ids in sent for i in ids)

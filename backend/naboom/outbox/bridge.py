@@ -30,8 +30,10 @@ PUBLISH_TIMEOUT_SECONDS = 10.0
 # Published rows are kept this long (to see what went out), then deleted by the active bridge.
 KEEP_PUBLISHED = timedelta(days=7)
 PURGE_EVERY_SECONDS = 600.0
+REFRESH_EVERY_SECONDS = 1.0
 APPLICATION_NAME = "naboom-bridge"
 WEBHOOK_TIMEOUT_SECONDS = 5.0
+WEBHOOK_ROUND_SECONDS = 0.2
 # A delivery is tried this many times (about 20 minutes with the back-off below), then given up.
 WEBHOOK_MAX_ATTEMPTS = 10
 WEBHOOK_RETRY_BASE_SECONDS = 1.0
@@ -218,10 +220,17 @@ class OutboxBridge:
             # Cleared before reading: a NOTIFY arriving during the drain wakes the next round.
             self._wake.clear()
             sent = await self._drain(client)
-            await self._refresh()
+            # Under load there is a round per ingest batch: the backlog is measured at most once
+            # a second then, and at once when a round finds nothing (the idle bridge's heartbeat);
+            # a skipped measurement shortens the next pause, so the figure is never long stale.
+            stale = bool(sent) and self.heartbeat_at is not None
+            if stale and time.monotonic() - (self.heartbeat_at or 0.0) >= REFRESH_EVERY_SECONDS:
+                stale = False
+            if not stale:
+                await self._refresh()
             await self._purge()
             if sent < BATCH_SIZE:
-                await self._pause(self._poll, gone)
+                await self._pause(min(self._poll, REFRESH_EVERY_SECONDS) if stale else self._poll, gone)
 
     async def _drain(self, client: aiomqtt.Client) -> int:
         """Publish one batch in order; stop at the first failure so nothing overtakes it."""
@@ -257,6 +266,7 @@ class OutboxBridge:
             self._webhook_wake.set()
             while not self._stopping:
                 self._webhook_wake.clear()
+                began = time.monotonic()
                 try:
                     await self._deliver_webhooks(http)
                 except Exception as exc:
@@ -265,6 +275,10 @@ class OutboxBridge:
                 timeout = max(0.05, min([self._poll, *waits]))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._webhook_wake.wait(), timeout)
+                # Every ingest batch wakes this loop: under load, one look for webhook rows per
+                # WEBHOOK_ROUND_SECONDS is enough (they are the slow path anyway).
+                if (rest := began + WEBHOOK_ROUND_SECONDS - time.monotonic()) > 0:
+                    await self._pause(rest, wake=False)
 
     async def _deliver_webhooks(self, http: httpx.AsyncClient) -> None:
         """One round: each webhook's queue in order, concurrently, stopping a queue at its first failure."""

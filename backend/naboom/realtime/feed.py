@@ -54,6 +54,9 @@ return string.format('%.0f', first)
 """
 
 
+# How long one XREAD of the live streams waits for a new entry (see make_feed).
+STREAM_BLOCK_MS = 100
+
 # A region's live stream outlives a quiet day, so a reconnecting monitor can still replay.
 LIVE_TTL_MS = 24 * 3600 * 1000
 
@@ -63,7 +66,15 @@ def make_feed(settings: Settings, redis: Redis | None) -> tuple[ChannelsPlugin, 
     backend: ChannelsBackend
     if redis is not None:
         backend = RedisChannelsStreamBackend(
-            history=settings.stream_history, redis=redis, stream_ttl=LIVE_TTL_MS, key_prefix=f"{settings.redis_prefix}:live"
+            history=settings.stream_history,
+            redis=redis,
+            stream_ttl=LIVE_TTL_MS,
+            key_prefix=f"{settings.redis_prefix}:live",
+            # The backend's XREAD blocks this long, and returns as soon as an entry arrives: its
+            # default (1 ms) is a thousand round trips a second to Redis while nothing happens,
+            # CPU the ingest wants. A region newly subscribed meanwhile is read from the next
+            # XREAD on (from its stream's start: nothing is missed, at most this much later).
+            stream_sleep_no_subscriptions=STREAM_BLOCK_MS,
         )
     else:
         backend = KeepHistoryMemoryBackend(history=settings.stream_history)
@@ -249,16 +260,16 @@ class LiveFeed:
 
     async def publish(self, region: str, type_: str, data: dict[str, Any]) -> int:
         """Broadcast one event to ``region``; returns its event id."""
-        (event,) = await self.publish_many(region, [(type_, data)])
-        return event.event_id
+        (event_id,) = await self.publish_many(region, [(type_, data)])
+        return event_id
 
-    async def publish_many(self, region: str, items: Sequence[tuple[str, dict[str, Any]]]) -> list[LiveEvent]:
-        """Broadcast several events to ``region`` in one channel message, ids in the given order."""
+    async def publish_many(self, region: str, items: Sequence[tuple[str, dict[str, Any]]]) -> range:
+        """Broadcast several events to ``region`` in one channel message; returns their ids, in the given order."""
         if not items:
-            return []
+            return range(0)
         lines = encode_lines(items)
         first = await self._log.append(region, len(items), lines)
-        return LiveEvent.decode_all(b"%d\n%s" % (first, lines))
+        return range(first, first + len(items))
 
     @asynccontextmanager
     async def subscribe(self, region: str, last_event_id: int | None) -> AsyncIterator[Replay]:
