@@ -47,14 +47,15 @@ def test_only_one_bridge_publishes_and_the_standby_takes_over(
                 assert stack.submit(sos(device)).status_code == 201
             acks = wait_for_sync(lambda: sub.at_least(topic, 3), what="three acks")
             assert len({a["incident_id"] for a in acks}) == 3
-            assert "published" in first.log()
+            # The bridge logs after the broker's PUBACK and its own commit, so a subscriber can see the ack first.
+            wait_for_sync(lambda: "published" in first.log(), what="the first bridge to log its publish")
             assert "published" not in second.log()
 
             first.stop()
             wait_for_sync(lambda: "outbox bridge active" in second.log(), what="the standby to take over")
             assert stack.submit(sos(device)).status_code == 201
             wait_for_sync(lambda: sub.at_least(topic, 4), what="the ack published by the new active bridge")
-            assert "published" in second.log()
+            wait_for_sync(lambda: "published" in second.log(), what="the new active bridge to log its publish")
             assert len(sub.on(topic)) == 4
     finally:
         first.stop()
