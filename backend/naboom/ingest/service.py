@@ -10,10 +10,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import String, bindparam, delete, func, insert, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.db import models as m
@@ -32,6 +32,9 @@ from naboom.ingest.schemas import (
 )
 from naboom.ingest.signing import body_signature_matches, canonical_body
 from naboom.schemas import Page
+
+if TYPE_CHECKING:
+    from advanced_alchemy.types import EncryptedString
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,64 @@ _INCIDENT_COLUMNS = (
     "id", "region", "source", "device_id", "device_pid", "message", "lat", "lng", "accuracy", "device_ts",
     "received_at", "status", "sos_count", "last_sos_at",
 )
+# The batch's devices and their keys; one fixed text whatever the number of pids (an IN list is a new
+# statement, prepared anew, for every batch size).
+_PG_DEVICES = """
+SELECT d.id, d.pid, d.region, d.active, k.kid, k.secret, k.state, k.grace_until
+FROM device d LEFT JOIN device_key k ON k.device_id = d.id
+WHERE d.pid = ANY($1::varchar[])
+"""
+# What an incident the batch may attach to needs, locked in id order (see IngestService._attachable).
+_ATTACH_COLUMNS = (
+    "id", "device_id", "region", "status", "source", "device_pid", "message", "lat", "lng", "accuracy",
+    "device_ts", "received_at", "sos_count", "last_sos_at", "acknowledged_at", "acknowledged_by",
+    "ack_seconds", "dispatched_at", "vehicle_id", "closed_at", "closed_by",
+)
+_PG_ATTACHABLE = f"""
+SELECT {", ".join(_ATTACH_COLUMNS)} FROM incident
+WHERE device_id = ANY($1::uuid[]) AND status = ANY($2::varchar[]) AND coalesce(last_sos_at, received_at) >= $3
+ORDER BY id FOR UPDATE
+"""
+# One row per device in id order: executed in that order, the rows are locked as every other batch locks them.
+_PG_DEVICE_HEARD = "UPDATE device SET last_seen_at = $1, last_message = $2 WHERE id = $3"
+_ACTIVE = [str(status) for status in ACTIVE_STATUSES]
+# Decrypted device secrets by their stored ciphertext: a rotated key is a new ciphertext, so it
+# counts at once; bounded, as the number of keys in the field is.
+SECRET_CACHE_SIZE = 100_000
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    """asyncpg's own UUID type as the standard one (msgspec and comparisons with ours expect it)."""
+    return None if value is None else value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)
+
+
+def _attachable_incident(row: Any) -> tuple[uuid.UUID, IncidentOut]:
+    """``(device id, incident)`` of one row of the attachable query (asyncpg record or SQLAlchemy mapping)."""
+    device_id = _uuid(row["device_id"])
+    assert device_id is not None
+    incident = IncidentOut(
+        id=_uuid(row["id"]),  # type: ignore[arg-type]
+        region=row["region"],
+        status=row["status"],
+        source=row["source"],
+        device=row["device_pid"],
+        msg=row["message"],
+        lat=row["lat"],
+        lng=row["lng"],
+        acc=row["accuracy"],
+        ts=row["device_ts"],
+        created_at=row["received_at"],
+        sos_count=row["sos_count"],
+        last_sos_at=row["last_sos_at"],
+        acknowledged_at=row["acknowledged_at"],
+        acknowledged_by=row["acknowledged_by"],
+        ack_seconds=row["ack_seconds"],
+        dispatched_at=row["dispatched_at"],
+        vehicle_id=_uuid(row["vehicle_id"]),
+        closed_at=row["closed_at"],
+        closed_by=row["closed_by"],
+    )
+    return device_id, incident
 
 
 class Rejected(Exception):
@@ -256,6 +317,7 @@ class IngestService:
     def __init__(self, policy: IngestPolicy, counters: IngestCounters | None = None) -> None:
         self.policy = policy
         self.counters = counters or IngestCounters()
+        self._secrets: dict[str, str] = {}
 
     async def process(
         self, session: AsyncSession, envelopes: Sequence[Envelope], now: datetime | None = None
@@ -337,26 +399,43 @@ class IngestService:
         if not pids:
             return {}
         device, key = table_of(m.Device), table_of(m.DeviceKey)
-        rows = await session.execute(
-            select(
-                device.c.id, device.c.pid, device.c.region, device.c.active,
-                key.c.kid, key.c.secret, key.c.state, key.c.grace_until,
+        pg = await asyncpg_connection(session)
+        rows: Any
+        if pg is not None:
+            rows = await pg.fetch(_PG_DEVICES, list(pids))
+        else:
+            result = await session.execute(
+                select(
+                    device.c.id, device.c.pid, device.c.region, device.c.active,
+                    # As stored: decrypted below, each ciphertext once.
+                    key.c.kid, type_coerce(key.c.secret, String()).label("secret"), key.c.state, key.c.grace_until,
+                )
+                .select_from(device.outerjoin(key, key.c.device_id == device.c.id))
+                .where(device.c.pid.in_(pids))
             )
-            .select_from(device.outerjoin(key, key.c.device_id == device.c.id))
-            .where(device.c.pid.in_(pids))
-        )
+            rows = result.mappings()
         devices: dict[str, _Device] = {}
         for row in rows:
-            found = devices.get(row.pid)
+            found = devices.get(row["pid"])
             if found is None:
-                found = devices[row.pid] = _Device(row.id, row.pid, row.region, row.active)
-            if row.kid is not None:
-                found.keys.append(_Key(row.kid, row.secret, row.state, row.grace_until))
+                found = devices[row["pid"]] = _Device(_uuid(row["id"]), row["pid"], row["region"], row["active"])  # type: ignore[arg-type]
+            if row["kid"] is not None:
+                found.keys.append(_Key(row["kid"], self._secret(row["secret"]), row["state"], row["grace_until"]))
         return devices
+
+    def _secret(self, stored: str) -> str:
+        """A key's plain secret from its stored form, each ciphertext decrypted once."""
+        plain = self._secrets.get(stored)
+        if plain is None:
+            if len(self._secrets) >= SECRET_CACHE_SIZE:
+                self._secrets.clear()
+            secret_type = cast("EncryptedString", table_of(m.DeviceKey).c.secret.type)
+            plain = self._secrets[stored] = secret_type.process_result_value(stored, None) or ""  # type: ignore[arg-type]
+        return plain
 
     async def _attachable(
         self, session: AsyncSession, checked: list[_Checked], now: datetime
-    ) -> dict[uuid.UUID, m.Incident]:
+    ) -> dict[uuid.UUID, IncidentOut]:
         """Per device, the incident its further SOS attach to: one query per batch, rows locked.
 
         The lock (``FOR UPDATE``, in id order like every other batch) keeps an operator from
@@ -366,26 +445,33 @@ class IngestService:
         window = self.policy.sos_attach_window
         if not checked or window <= timedelta(0):
             return {}
-        last_sos = func.coalesce(m.Incident.last_sos_at, m.Incident.received_at)
-        rows = await session.scalars(
-            select(m.Incident)
-            .where(
-                m.Incident.device_id.in_({c.device.id for c in checked}),
-                m.Incident.status.in_(ACTIVE_STATUSES),
-                last_sos >= now - window,
+        device_ids = list({c.device.id for c in checked})
+        pg = await asyncpg_connection(session)
+        rows: Any
+        if pg is not None:
+            rows = await pg.fetch(_PG_ATTACHABLE, device_ids, _ACTIVE, now - window)
+        else:
+            table = table_of(m.Incident)
+            result = await session.execute(
+                select(*(table.c[name] for name in _ATTACH_COLUMNS))
+                .where(
+                    table.c.device_id.in_(device_ids),
+                    table.c.status.in_(_ACTIVE),
+                    func.coalesce(table.c.last_sos_at, table.c.received_at) >= now - window,
+                )
+                .order_by(table.c.id)
+                .with_for_update()
             )
-            .order_by(m.Incident.id)
-            .with_for_update()
-        )
-        newest: dict[uuid.UUID, m.Incident] = {}
-        for incident in rows:
-            assert incident.device_id is not None
-            best = newest.get(incident.device_id)
-            if best is None or (incident.last_sos_at or incident.received_at) > (best.last_sos_at or best.received_at):
-                newest[incident.device_id] = incident
+            rows = result.mappings()
+        newest: dict[uuid.UUID, IncidentOut] = {}
+        for row in rows:
+            device_id, incident = _attachable_incident(row)
+            best = newest.get(device_id)
+            if best is None or (incident.last_sos_at or incident.created_at) > (best.last_sos_at or best.created_at):
+                newest[device_id] = incident
         return newest
 
-    def _plan(self, items: Sequence[_Checked], attachable: dict[uuid.UUID, m.Incident]) -> None:
+    def _plan(self, items: Sequence[_Checked], attachable: dict[uuid.UUID, IncidentOut]) -> None:
         """Set each item's incident: the device's attachable one, else the first item of the device opens one."""
         if self.policy.sos_attach_window <= timedelta(0):
             for item in items:
@@ -408,7 +494,7 @@ class IngestService:
         outcomes: list[Outcome | None],
         reject: Callable[[int, Rejected], None],
         now: datetime,
-        attachable: dict[uuid.UUID, m.Incident],
+        attachable: dict[uuid.UUID, IncidentOut],
     ) -> list[_Checked]:
         """Insert receipts; the primary key on ``{pid}:{nonce}`` decides who is first.
 
@@ -485,7 +571,7 @@ class IngestService:
 
     @staticmethod
     async def _store(
-        session: AsyncSession, fresh: list[_Checked], attachable: dict[uuid.UUID, m.Incident], now: datetime
+        session: AsyncSession, fresh: list[_Checked], attachable: dict[uuid.UUID, IncidentOut], now: datetime
     ) -> Stored:
         """New incidents, attachments and every timeline event as a few multi-row statements (no ORM flush)."""
         stored = Stored()
@@ -503,7 +589,7 @@ class IngestService:
             last = items[-1]
             located = [c.payload for c in items if c.payload.lat is not None]
             if incident_id in existing:
-                before = IncidentOut.from_model(existing[incident_id])
+                before = existing[incident_id]
                 # An SOS without a location keeps the last known one.
                 lat, lng, acc = before.lat, before.lng, before.acc
                 if located:
@@ -592,13 +678,18 @@ class IngestService:
             await session.execute(insert(table_of(m.IncidentEvent)), events)
         # Each device's newest message and when it was heard; rows in id order, as other batches lock them.
         latest = {c.device.id: c for c in fresh}
-        device = table_of(m.Device)
-        await session.execute(
-            update(device)
-            .where(device.c.id == bindparam("b_id"))
-            .values(last_seen_at=now, last_message=bindparam("b_msg")),
-            [{"b_id": device_id, "b_msg": _message(latest[device_id].payload)} for device_id in sorted(latest)],
-        )
+        if pg is not None:
+            await pg.executemany(
+                _PG_DEVICE_HEARD, [(now, _message(latest[device_id].payload), device_id) for device_id in sorted(latest)]
+            )
+        else:
+            device = table_of(m.Device)
+            await session.execute(
+                update(device)
+                .where(device.c.id == bindparam("b_id"))
+                .values(last_seen_at=now, last_message=bindparam("b_msg")),
+                [{"b_id": device_id, "b_msg": _message(latest[device_id].payload)} for device_id in sorted(latest)],
+            )
         return stored
 
     async def stats(self, session: AsyncSession) -> IngestStats:

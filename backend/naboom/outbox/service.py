@@ -32,6 +32,10 @@ ORDER BY u.n
 """
 
 
+_PG_WEBHOOKS = "SELECT id, event_types::text, region FROM webhook WHERE active"
+_PG_NOTIFY = f"NOTIFY {CHANNEL}"
+
+
 async def enqueue(session: AsyncSession, topic: str, payload: dict[str, Any], key: str) -> None:
     """Queue one message; it is sent only if the caller's transaction commits."""
     await enqueue_many(session, [(topic, payload, key)])
@@ -41,9 +45,9 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing]) -> N
     """Queue several messages with one insert (a batch of the ingest), in the caller's transaction."""
     if not messages:
         return
-    messages = [*messages, *await _webhook_deliveries(session, messages)]
-    now = datetime.now(UTC)
     pg = await asyncpg_connection(session)
+    messages = [*messages, *await _webhook_deliveries(session, messages, pg)]
+    now = datetime.now(UTC)
     if pg is not None:
         await pg.execute(
             _PG_ENQUEUE,
@@ -60,12 +64,14 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing]) -> N
                 for topic, payload, key in messages
             ],
         )
-    if session.get_bind().dialect.name == "postgresql":
+    if pg is not None:
         # Delivered at commit, and only then: the bridge wakes for rows it can already see.
-        await session.execute(text(f"NOTIFY {CHANNEL}"))
+        await pg.execute(_PG_NOTIFY)
+    elif session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(_PG_NOTIFY))
 
 
-async def _webhook_deliveries(session: AsyncSession, messages: Sequence[Outgoing]) -> list[Outgoing]:
+async def _webhook_deliveries(session: AsyncSession, messages: Sequence[Outgoing], pg: Any | None) -> list[Outgoing]:
     """One delivery per active webhook that wants a region alert among ``messages``."""
     events = [
         payload
@@ -75,14 +81,17 @@ async def _webhook_deliveries(session: AsyncSession, messages: Sequence[Outgoing
     if not events:
         return []
     # Read in this transaction, never cached: a webhook added or disabled counts from its commit on.
-    hooks = (
-        await session.execute(select(m.Webhook.id, m.Webhook.event_types, m.Webhook.region).where(m.Webhook.active))
-    ).all()
+    hooks: list[tuple[Any, list[str], str | None]]
+    if pg is not None:
+        hooks = [(r[0], msgspec.json.decode(r[1]), r[2]) for r in await pg.fetch(_PG_WEBHOOKS)]
+    else:
+        rows = await session.execute(select(m.Webhook.id, m.Webhook.event_types, m.Webhook.region).where(m.Webhook.active))
+        hooks = [(r.id, r.event_types, r.region) for r in rows]
     return [
-        (f"{WEBHOOK_PREFIX}{hook.id}", event, str(hook.id))
+        (f"{WEBHOOK_PREFIX}{hook_id}", event, str(hook_id))
         for event in events
-        for hook in hooks
-        if event["type"] in hook.event_types and hook.region in (None, event.get("region"))
+        for hook_id, event_types, region in hooks
+        if event["type"] in event_types and region in (None, event.get("region"))
     ]
 
 
