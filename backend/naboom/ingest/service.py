@@ -93,6 +93,11 @@ ORDER BY id FOR UPDATE
 """
 # One row per device in id order: executed in that order, the rows are locked as every other batch locks them.
 _PG_DEVICE_HEARD = "UPDATE device SET last_seen_at = $1, last_message = $2 WHERE id = $3"
+# The incidents the batch added to: one row each (locked already by the attachable query).
+_ATTACH_PARAMS = ("b_id", "b_lat", "b_lng", "b_acc", "b_count", "b_last", "b_now")
+_PG_ATTACH = """
+UPDATE incident SET lat = $2, lng = $3, accuracy = $4, sos_count = $5, last_sos_at = $6, updated_at = $7 WHERE id = $1
+"""
 _ACTIVE = [str(status) for status in ACTIVE_STATUSES]
 # Decrypted device secrets by their stored ciphertext: a rotated key is a new ciphertext, so it
 # counts at once; bounded, as the number of keys in the field is.
@@ -647,7 +652,9 @@ class IngestService:
             await pg.execute(_PG_INCIDENTS, *([row[c] for row in new_rows] for c in _INCIDENT_COLUMNS))
         elif new_rows:
             await session.execute(insert(table_of(m.Incident)), new_rows)
-        if attach_rows:
+        if attach_rows and pg is not None:
+            await pg.executemany(_PG_ATTACH, [tuple(row[c] for c in _ATTACH_PARAMS) for row in attach_rows])
+        elif attach_rows:
             table = table_of(m.Incident)
             await session.execute(
                 update(table)
