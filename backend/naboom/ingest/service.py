@@ -356,7 +356,9 @@ class IngestService:
             except Rejected as exc:
                 reject(index, exc)
 
-        devices = await self._devices(session, {p.pid for _, p, _ in parsed})
+        # The raw connection for the bulk statements on PostgreSQL (None on SQLite), looked up once.
+        pg = await asyncpg_connection(session) if parsed else None
+        devices = await self._devices(session, pg, {p.pid for _, p, _ in parsed})
         checked: list[_Checked] = []
         for index, payload, raw in parsed:
             body = canonical_body(raw)
@@ -377,9 +379,9 @@ class IngestService:
                 )
             )
 
-        attachable = await self._attachable(session, checked, now)
-        fresh = await self._claim(session, checked, outcomes, reject, now, attachable)
-        stored = await self._store(session, fresh, attachable, now)
+        attachable = await self._attachable(session, pg, checked, now)
+        fresh = await self._claim(session, pg, checked, outcomes, reject, now, attachable)
+        stored = await self._store(session, pg, fresh, attachable, now)
         for item in fresh:
             outcomes[item.index] = Outcome(
                 Verdict.ACCEPTED, incident_id=item.incident_id, pid=item.payload.pid, nonce=item.payload.nonce
@@ -399,12 +401,11 @@ class IngestService:
                 log.info("sos rejected: %s (%s)", outcome.reason.value, outcome.detail)
         return final, stored
 
-    async def _devices(self, session: AsyncSession, pids: set[str]) -> dict[str, _Device]:
+    async def _devices(self, session: AsyncSession, pg: Any | None, pids: set[str]) -> dict[str, _Device]:
         """The batch's devices with their keys, read in this transaction (a rotation counts at once)."""
         if not pids:
             return {}
         device, key = table_of(m.Device), table_of(m.DeviceKey)
-        pg = await asyncpg_connection(session)
         rows: Any
         if pg is not None:
             rows = await pg.fetch(_PG_DEVICES, list(pids))
@@ -439,7 +440,7 @@ class IngestService:
         return plain
 
     async def _attachable(
-        self, session: AsyncSession, checked: list[_Checked], now: datetime
+        self, session: AsyncSession, pg: Any | None, checked: list[_Checked], now: datetime
     ) -> dict[uuid.UUID, IncidentOut]:
         """Per device, the incident its further SOS attach to: one query per batch, rows locked.
 
@@ -451,7 +452,6 @@ class IngestService:
         if not checked or window <= timedelta(0):
             return {}
         device_ids = list({c.device.id for c in checked})
-        pg = await asyncpg_connection(session)
         rows: Any
         if pg is not None:
             rows = await pg.fetch(_PG_ATTACHABLE, device_ids, _ACTIVE, now - window)
@@ -495,6 +495,7 @@ class IngestService:
     async def _claim(
         self,
         session: AsyncSession,
+        pg: Any | None,
         checked: list[_Checked],
         outcomes: list[Outcome | None],
         reject: Callable[[int, Rejected], None],
@@ -521,7 +522,6 @@ class IngestService:
         rows = [
             {"key": key, "digest": c.digest, "incident_id": c.incident_id, "received_at": now} for key, c in first.items()
         ]
-        pg = await asyncpg_connection(session)
         if pg is not None:
             found = await pg.fetch(
                 _PG_RECEIPTS, [r["key"] for r in rows], [r["digest"] for r in rows], [r["incident_id"] for r in rows], now
@@ -576,7 +576,11 @@ class IngestService:
 
     @staticmethod
     async def _store(
-        session: AsyncSession, fresh: list[_Checked], attachable: dict[uuid.UUID, IncidentOut], now: datetime
+        session: AsyncSession,
+        pg: Any | None,
+        fresh: list[_Checked],
+        attachable: dict[uuid.UUID, IncidentOut],
+        now: datetime,
     ) -> Stored:
         """New incidents, attachments and every timeline event as a few multi-row statements (no ORM flush)."""
         stored = Stored()
@@ -647,7 +651,6 @@ class IngestService:
                 }
             )
 
-        pg = await asyncpg_connection(session)
         if new_rows and pg is not None:
             await pg.execute(_PG_INCIDENTS, *([row[c] for row in new_rows] for c in _INCIDENT_COLUMNS))
         elif new_rows:
