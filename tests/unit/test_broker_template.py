@@ -42,7 +42,7 @@ def test_the_production_template_names_its_placeholders_and_secures_the_broker()
     assert settings["allow_anonymous"] == "false"
     assert settings["persistence"] == "true"
     assert settings["plugin"] == "${DYNSEC_PLUGIN}"
-    assert int(settings["max_inflight_messages"]) >= 1000 and int(settings["max_queued_messages"]) >= 100000
+    assert int(settings["max_inflight_messages"]) >= 2000 and int(settings["max_queued_messages"]) >= 100000
     assert int(settings["max_packet_size"]) <= 65536
     assert re.search(r"^listener \$\{MQTT_WS_PORT\} \$\{MQTT_WS_BIND\}\nprotocol websockets$", text, re.M)
 
