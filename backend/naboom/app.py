@@ -157,7 +157,9 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
         topic_prefix=settings.mqtt_topic_prefix,
         sos_attach_window=timedelta(seconds=settings.sos_attach_window_seconds),
     )
-    pipeline = IngestPipeline(db.get_session, IngestService(policy), feed)
+    # On PostgreSQL big batches are stored in two lanes side by side (SQLite has one writer).
+    lanes = 1 if settings.embedded_database else 2
+    pipeline = IngestPipeline(db.get_session, IngestService(policy), feed, lanes=lanes)
     mqtt = MqttIngest(settings, pipeline) if run_ingest else None
     # Outbound MQTT (device acks, region alerts) from the outbox; `naboom bridge` runs it alone.
     bridge = OutboxBridge(settings, db) if run_ingest and settings.bridge_enabled else None

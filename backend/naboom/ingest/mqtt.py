@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import aiomqtt
 from sqlalchemy.exc import SQLAlchemyError
 
-from naboom.ingest.pipeline import IngestPipeline
+from naboom.ingest.pipeline import IngestPipeline, PartlyStored
 from naboom.ingest.schemas import Envelope
 from naboom.ingest.service import Stored
 from naboom.logs import request_id
@@ -262,6 +262,13 @@ class MqttIngest:
         ]
         try:
             _, stored = await self._pipeline.store(envelopes)
+        except PartlyStored as exc:
+            # What committed is broadcast now (its redelivery will be duplicates, announced by
+            # nobody); the batch stays unacknowledged, so the rest comes again.
+            await self._announcer.submit(exc.stored)
+            if isinstance(exc.cause, (SQLAlchemyError, OSError)):
+                raise StoreUnavailable(f"database: {exc.cause.__class__.__name__}: {exc.cause}") from exc.cause
+            raise
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"database: {exc.__class__.__name__}: {exc}") from exc
         acker.ack_many(batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -23,20 +24,77 @@ log = logging.getLogger(__name__)
 
 SessionFactory = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
+# A batch this big or bigger is split into lanes (when the pipeline has more than one).
+LANE_MIN_BATCH = 64
+
+
+class PartlyStored(Exception):
+    """Some lanes of a batch committed, another failed (the cause): what committed is in ``stored``.
+
+    Nothing of the batch is acknowledged: the broker delivers it all again, and what committed
+    then counts as duplicates (its receipts are in). What committed is still broadcast.
+    """
+
+    def __init__(self, stored: Stored, cause: BaseException) -> None:
+        super().__init__(f"{len(list(stored))} incidents committed, another lane failed: {cause!r}")
+        self.stored = stored
+        self.cause = cause
+
 
 class IngestPipeline:
-    """One transaction per batch; broadcasts only what is committed."""
+    """One transaction per batch (per lane of it); broadcasts only what is committed.
 
-    def __init__(self, sessions: SessionFactory, service: IngestService, feed: LiveFeed) -> None:
+    With ``lanes`` > 1 (PostgreSQL) a big batch is split by device into that many transactions
+    stored side by side, so one lane's statements run in the database while the process
+    prepares the next lane's. Every message of a device goes to the same lane: a device's
+    incidents, receipts and row are only ever in one of the batch's transactions.
+    """
+
+    def __init__(self, sessions: SessionFactory, service: IngestService, feed: LiveFeed, lanes: int = 1) -> None:
         self.sessions = sessions
         self.service = service
         self.feed = feed
+        self.lanes = lanes
         # Set by the app's lifespan; new incidents' SMS alerts are queued through it.
         self.tasks: TaskQueue | None = None
         self._batches = 0
 
+    def _split(self, envelopes: Sequence[Envelope]) -> list[list[int]]:
+        """The batch's positions by lane: by the topic, which names the device (or it is rejected)."""
+        if self.lanes < 2 or len(envelopes) < LANE_MIN_BATCH:
+            return [list(range(len(envelopes)))]
+        parts: list[list[int]] = [[] for _ in range(self.lanes)]
+        for index, envelope in enumerate(envelopes):
+            parts[hash(envelope.topic) % self.lanes].append(index)
+        return [part for part in parts if part]
+
     async def store(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], Stored]:
-        """Decide and commit a batch; returns outcomes and the incidents it opened or added to."""
+        """Decide and commit a batch; returns outcomes (in input order) and the incidents it opened or added to."""
+        parts = self._split(envelopes)
+        if len(parts) == 1:
+            return await self._store_lane(envelopes)
+        results = await asyncio.gather(
+            *(self._store_lane([envelopes[i] for i in part]) for part in parts), return_exceptions=True
+        )
+        outcomes: list[Outcome | None] = [None] * len(envelopes)
+        stored = Stored()
+        failure: BaseException | None = None
+        for part, result in zip(parts, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = failure or result
+                continue
+            lane_outcomes, lane_stored = result
+            for index, outcome in zip(part, lane_outcomes, strict=True):
+                outcomes[index] = outcome
+            stored.created.extend(lane_stored.created)
+            stored.updated.extend(lane_stored.updated)
+        if failure is not None:
+            if not list(stored):
+                raise failure
+            raise PartlyStored(stored, failure) from failure
+        return [outcome for outcome in outcomes if outcome is not None], stored
+
+    async def _store_lane(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], Stored]:
         async with self.sessions() as session:
             outcomes, stored = await self.service.process(session, envelopes)
             # Acks and region alerts commit with the batch (one insert for all of them).
