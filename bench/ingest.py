@@ -35,7 +35,11 @@ just before its COMMIT: PostgreSQL keeps no commit time unless ``track_commit_ti
 on), both ``{p50, p90, p95, p99, max}``; ``sse_seen``; ``feeds`` (with several servers: what
 each other server's feed saw of the run, once and twice); ``serve_cpu_percent`` (per server,
 100 = one core), ``serve_cpu_ms_per_sos`` (comparable between runs on a busy machine),
-``machine_cpu_percent`` (every core of the machine, whoever used it).
+``machine_cpu_percent`` (every core of the machine, whoever used it); ``device_acks``: each
+SOS's ack to its device (``panic/ack/<pid>``, published by the outbox bridge), ``acks``,
+``outbox_ms`` (its outbox row written in the batch's transaction → the broker's PUBACK,
+``{p50, p99, max}``) and ``out_after_load_s`` (after the load, the wait for the last of them;
+a device sends its SOS again after 10 s without an ack).
 
 Per bench run, measured in the same run:
 
@@ -276,6 +280,39 @@ def judge(inst: Installation, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def outbox_mark(inst: Installation) -> int:
+    """The newest outbox row's id: device acks of a later load come after it."""
+    assert inst.rig.db is not None
+    return int(inst.rig.db.sql("SELECT coalesce(max(id), 0) FROM outbox_message") or 0)
+
+
+def device_acks(inst: Installation, after: int, timeout: float) -> dict[str, Any]:
+    """Commit → the broker's PUBACK of each SOS's device ack (``panic/ack/<pid>``, from the outbox
+    bridge), once every ack of the load is out: what a device waits on before it stops retrying
+    (it sends again after 10 s without one). ``outbox_ms`` is each row's ``created_at`` (in the
+    ingest's transaction) to its ``published_at``; ``out_after_load_s`` is how long after the
+    load the last one went out."""
+    assert inst.rig.db is not None
+    db = inst.rig.db
+    where = f"id > {after} AND topic LIKE 'panic/ack/%'"
+    began = time.monotonic()
+    wait_until(
+        lambda: db.sql(f"SELECT count(*) FROM outbox_message WHERE {where} AND published_at IS NULL") == "0",
+        timeout, "the outbox bridge to publish every device ack", every=0.2,
+    )  # fmt: skip
+    waited = time.monotonic() - began
+    count, p50, p99, top = db.sql(
+        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), "
+        "percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms) FROM "
+        f"(SELECT extract(epoch FROM published_at - created_at) * 1000 AS ms FROM outbox_message WHERE {where}) t"
+    ).split("|")
+    return {
+        "acks": int(count),
+        "outbox_ms": {"p50": round(float(p50 or 0), 1), "p99": round(float(p99 or 0), 1), "max": round(float(top or 0), 1)},
+        "out_after_load_s": round(waited, 2),
+    }
+
+
 # --- ceilings ------------------------------------------------------------------------------------------
 
 
@@ -486,6 +523,7 @@ def measure(inst: Installation, args: argparse.Namespace) -> dict[str, Any]:
         log(f"load: {round(rate * duration)} SOS{paced}")
         cpu = [cpu_seconds(server.pid) for server in inst.servers]
         machine = machine_cpu()
+        mark = outbox_mark(inst)
         wall = time.monotonic()
         report = asyncio.run(load_run(inst, args, rate, duration, other_feeds=len(inst.servers) - 1))
         wall = time.monotonic() - wall
@@ -502,6 +540,8 @@ def measure(inst: Installation, args: argparse.Namespace) -> dict[str, Any]:
         point["machine_cpu_percent"] = (
             round(100 * machine_busy[0] / machine_busy[1]) if machine_busy[1] else None
         )
+        # After the CPU figures: the bridge's work left over after the load is not in them.
+        point["device_acks"] = device_acks(inst, mark, args.timeout)
         if args.rate or args.sweep:
             point = {"offered_per_s": rate, **point}
         log(f"  {json.dumps(point)}")

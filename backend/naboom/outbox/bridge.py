@@ -15,17 +15,22 @@ from typing import Any, Literal
 import aiomqtt
 import asyncpg
 import httpx
+import msgspec
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 
-from naboom.ingest.mqtt import Backoff
+from naboom.ingest.mqtt import Backoff, PublishMany
 from naboom.outbox import service
 from naboom.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Outbound bodies as compact JSON, as they always were (msgspec keeps the payload's key order).
+_encode = msgspec.json.Encoder().encode
+
 # pg_try_advisory_lock key ("naboom" + 1); advisory locks are per database, so one bridge per installation.
 LOCK_KEY = 0x6E61626F6F6D01
-BATCH_SIZE = 200
+BATCH_SIZE = 1000
+WEBHOOK_BATCH_SIZE = 200
 PUBLISH_TIMEOUT_SECONDS = 10.0
 # Published rows are kept this long (to see what went out), then deleted by the active bridge.
 KEEP_PUBLISHED = timedelta(days=7)
@@ -211,6 +216,7 @@ class OutboxBridge:
     async def _pump_mqtt(self, client: aiomqtt.Client, lock: _LockCheck | None) -> None:
         # aiomqtt 2 has no public "connected" flag or event: its disconnect future is the one place to look.
         gone: asyncio.Future[None] = client._disconnected  # noqa: SLF001
+        publisher = PublishMany(client)
         self._wake.set()
         while not self._stopping:
             if lock is not None:
@@ -219,7 +225,7 @@ class OutboxBridge:
                 raise aiomqtt.MqttError("connection to the broker lost")
             # Cleared before reading: a NOTIFY arriving during the drain wakes the next round.
             self._wake.clear()
-            sent = await self._drain(client)
+            sent = await self._drain(publisher, None if lock is None else lock.conn)
             # Under load there is a round per ingest batch: the backlog is measured at most once
             # a second then, and at once when a round finds nothing (the idle bridge's heartbeat);
             # a skipped measurement shortens the next pause, so the figure is never long stale.
@@ -232,27 +238,41 @@ class OutboxBridge:
             if sent < BATCH_SIZE:
                 await self._pause(min(self._poll, REFRESH_EVERY_SECONDS) if stale else self._poll, gone)
 
-    async def _drain(self, client: aiomqtt.Client) -> int:
-        """Publish one batch in order; stop at the first failure so nothing overtakes it."""
-        async with self._db.get_session() as session:
-            batch = await service.pending(session, BATCH_SIZE)
+    async def _drain(self, publisher: PublishMany, conn: asyncpg.Connection | None) -> int:
+        """Publish one batch, all of it in flight at once and sent in id order; mark what the broker took.
+
+        On PostgreSQL the outbox is read and marked on ``conn``, the connection that holds the
+        bridge's lock (no pool, no ORM); on SQLite through sessions.
+
+        Waiting for each PUBACK before the next PUBLISH made every message wait for a turn of an
+        event loop busy with the ingest (about a thousand a second in a storm, when every SOS
+        needs its ack out quickly so the device stops retrying). The messages go out in order on
+        one connection; those the broker acknowledged are marked published, the first one it did
+        not is marked failed, and the rest stay pending for the next round, after the reconnect.
+        """
+        if conn is not None:
+            batch = await service.pending_on(conn, BATCH_SIZE)
+        else:
+            async with self._db.get_session() as session:
+                batch = await service.pending(session, BATCH_SIZE)
         if not batch:
             return 0
-        done: list[int] = []
+        confirmed = await publisher.publish(
+            [(message.topic, _encode(message.payload)) for message in batch], PUBLISH_TIMEOUT_SECONDS
+        )
+        done = [message.id for message, ok in zip(batch, confirmed, strict=True) if ok]
         failure: tuple[int, str] | None = None
-        for message in batch:
-            body = json.dumps(message.payload, separators=(",", ":"))
-            try:
-                await client.publish(message.topic, body, qos=1, timeout=PUBLISH_TIMEOUT_SECONDS)
-            except aiomqtt.MqttError as exc:
-                failure = (message.id, f"{type(exc).__name__}: {exc}")
-                break
-            done.append(message.id)
-        async with self._db.get_session() as session:
-            await service.mark_published(session, done, datetime.now(UTC))
-            if failure is not None:
-                await service.mark_failed(session, *failure)
-            await session.commit()
+        if len(done) < len(batch):
+            first = next(message.id for message, ok in zip(batch, confirmed, strict=True) if not ok)
+            failure = (first, f"no PUBACK within {PUBLISH_TIMEOUT_SECONDS:.0f}s, or the connection to the broker was lost")
+        if conn is not None:
+            await service.settle_on(conn, done, datetime.now(UTC), failure)
+        else:
+            async with self._db.get_session() as session:
+                await service.mark_published(session, done, datetime.now(UTC))
+                if failure is not None:
+                    await service.mark_failed(session, *failure)
+                await session.commit()
         if done:
             self.published += len(done)
             log.info("outbox bridge published %d messages", len(done))
@@ -283,7 +303,7 @@ class OutboxBridge:
     async def _deliver_webhooks(self, http: httpx.AsyncClient) -> None:
         """One round: each webhook's queue in order, concurrently, stopping a queue at its first failure."""
         async with self._db.get_session() as session:
-            batch = await service.pending_webhooks(session, BATCH_SIZE)
+            batch = await service.pending_webhooks(session, WEBHOOK_BATCH_SIZE)
             hooks = await service.webhook_secrets(
                 session, sorted({row.topic.removeprefix(service.WEBHOOK_PREFIX) for row in batch})
             )
@@ -367,7 +387,10 @@ class OutboxBridge:
     def _client(self) -> aiomqtt.Client:
         # Nothing to receive: the outbox, not the broker, remembers what is still to send.
         return self._settings.mqtt_target.client(  # type: ignore[no-any-return]
-            self.client_id, clean_session=True, keepalive=15, timeout=PUBLISH_TIMEOUT_SECONDS
+            self.client_id, clean_session=True, keepalive=15, timeout=PUBLISH_TIMEOUT_SECONDS,
+            # A whole batch in flight (paho's default is 20). No limit at all, rather than
+            # BATCH_SIZE: under a limit paho scans every message in flight on each PUBACK.
+            max_inflight_messages=0,
         )
 
 
@@ -377,6 +400,11 @@ class _LockCheck:
     def __init__(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
         self._conn = conn
         self._lost = lost
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        """The connection itself: the bridge reads and marks the outbox on it."""
+        return self._conn
 
     async def check(self) -> None:
         if self._lost.is_set() or self._conn.is_closed():

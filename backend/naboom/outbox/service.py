@@ -113,6 +113,36 @@ class Backlog:
     oldest: datetime | None
 
 
+# The bridge on PostgreSQL, on its own connection (the one holding its lock): fixed statements,
+# the payload as JSON text decoded by msgspec, any number of ids in one parameter.
+_PG_PENDING = """
+SELECT id, topic, payload::text FROM outbox_message
+WHERE published_at IS NULL AND topic NOT LIKE 'webhook:%' ORDER BY id LIMIT $1
+"""
+_PG_PUBLISHED = """
+UPDATE outbox_message SET published_at = $2, attempts = attempts + 1
+WHERE id = ANY($1::bigint[]) AND published_at IS NULL
+"""
+_PG_FAILED = "UPDATE outbox_message SET attempts = attempts + 1, last_error = $2 WHERE id = $1"
+
+
+async def pending_on(conn: Any, limit: int) -> list[Pending]:
+    """:func:`pending` on the bridge's asyncpg connection."""
+    return [Pending(id=r[0], topic=r[1], payload=_decode(r[2])) for r in await conn.fetch(_PG_PENDING, limit)]
+
+
+async def settle_on(conn: Any, ids: Sequence[int], now: datetime, failure: tuple[int, str] | None) -> None:
+    """:func:`mark_published` of ``ids`` and :func:`mark_failed` of ``failure``, in one transaction."""
+    async with conn.transaction():
+        if ids:
+            await conn.execute(_PG_PUBLISHED, list(ids), now)
+        if failure is not None:
+            await conn.execute(_PG_FAILED, failure[0], failure[1][:500])
+
+
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
 async def pending(session: AsyncSession, limit: int) -> list[Pending]:
     """The oldest unpublished MQTT messages, in the order they were written (webhook rows go their own way)."""
     rows = await session.execute(
