@@ -248,7 +248,8 @@ class OutboxBridge:
         event loop busy with the ingest (about a thousand a second in a storm, when every SOS
         needs its ack out quickly so the device stops retrying). The messages go out in order on
         one connection; those the broker acknowledged are marked published, the first one it did
-        not is marked failed, and the rest stay pending for the next round, after the reconnect.
+        not is marked failed, and every unconfirmed one stays pending for the next round, after
+        the reconnect (only then can a message overtake an earlier one).
         """
         if conn is not None:
             batch = await service.pending_on(conn, BATCH_SIZE)
