@@ -11,10 +11,8 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho_mqtt
 from sqlalchemy.exc import SQLAlchemyError
 
 from naboom.ingest.pipeline import IngestPipeline, PartlyStored
@@ -62,60 +60,6 @@ class ManualAck:
 
 _PUBACK = struct.Struct("!BBH")
 _PUBACK_TYPE = 0x40
-
-
-class PublishMany:
-    """QoS 1 publishes of a whole batch in flight at once, each confirmed by its own PUBACK.
-
-    aiomqtt's ``publish`` suits one message at a time: each call scans every pending call
-    (quadratic in the number in flight) and logs a warning past ten. Here the messages go
-    straight to paho, in order on the one connection, and one wait covers the batch: it ends
-    when every PUBACK is in, the connection is lost, or the time given passes. paho holds back
-    what exceeds the client's ``max_inflight_messages`` (if it has one) until PUBACKs make room. Beside
-    :class:`ManualAck`, the other place that reaches into aiomqtt's paho client.
-    """
-
-    def __init__(self, client: aiomqtt.Client) -> None:
-        self._paho = client._client  # noqa: SLF001
-        self._gone: asyncio.Future[None] = client._disconnected  # noqa: SLF001
-        self._waiting: dict[int, asyncio.Future[None]] = {}
-        aiomqtt_on_publish: Any = self._paho.on_publish
-
-        def on_publish(paho: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
-            aiomqtt_on_publish(paho, userdata, mid, reason_code, properties)
-            waiter = self._waiting.pop(mid, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-
-        self._paho.on_publish = on_publish
-
-    async def publish(self, messages: Sequence[tuple[str, bytes]], within: float) -> list[bool]:
-        """Publish ``(topic, body)`` pairs at QoS 1; for each, whether the broker acknowledged it ``within`` seconds."""
-        loop = asyncio.get_running_loop()
-        infos = []
-        waiters: list[asyncio.Future[None]] = []
-        for topic, body in messages:
-            info = self._paho.publish(topic, body, qos=1)
-            if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
-                break  # the connection is gone: this one and the rest are not sent
-            infos.append(info)
-            if not info.is_published():
-                waiter = self._waiting[info.mid] = loop.create_future()
-                waiters.append(waiter)
-        if waiters:
-            everything: asyncio.Future[Any] = asyncio.gather(*waiters)
-            try:
-                await asyncio.wait([everything, self._gone], timeout=within, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                everything.cancel()
-                for info in infos:
-                    self._waiting.pop(info.mid, None)
-            if self._gone.done() and not self._gone.cancelled():
-                # Seen here (the caller learns it from the unconfirmed messages), so asyncio does
-                # not report the disconnection's exception as never retrieved.
-                self._gone.exception()
-        confirmed = [info.is_published() for info in infos]
-        return confirmed + [False] * (len(messages) - len(confirmed))
 
 
 class Backoff:

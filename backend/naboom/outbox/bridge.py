@@ -18,8 +18,9 @@ import httpx
 import msgspec
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 
-from naboom.ingest.mqtt import Backoff, PublishMany
+from naboom.ingest.mqtt import Backoff
 from naboom.outbox import service
+from naboom.outbox.publisher import Publisher
 from naboom.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -179,11 +180,11 @@ class OutboxBridge:
         backoff = Backoff(base=0.5, cap=10.0)
         while not self._stopping:
             try:
-                async with self._client() as client:
+                async with self._publisher() as publisher:
                     self.mqtt_connected = True
                     backoff.reset()
                     log.info("outbox bridge connected to MQTT as %s", self.client_id)
-                    await self._pump(client, lock)
+                    await self._pump(publisher, lock)
                     return
             except aiomqtt.MqttError as exc:
                 self.mqtt_connected = False
@@ -203,20 +204,18 @@ class OutboxBridge:
         self._wake.set()
         self._webhook_wake.set()
 
-    async def _pump(self, client: aiomqtt.Client, lock: _LockCheck | None) -> None:
+    async def _pump(self, publisher: Publisher, lock: _LockCheck | None) -> None:
         # Webhooks go out beside MQTT, never in its way: a slow or failing receiver delays only itself.
         webhooks = asyncio.create_task(self._webhooks(), name="outbox-webhooks")
         try:
-            await self._pump_mqtt(client, lock)
+            await self._pump_mqtt(publisher, lock)
         finally:
             webhooks.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await webhooks
 
-    async def _pump_mqtt(self, client: aiomqtt.Client, lock: _LockCheck | None) -> None:
-        # aiomqtt 2 has no public "connected" flag or event: its disconnect future is the one place to look.
-        gone: asyncio.Future[None] = client._disconnected  # noqa: SLF001
-        publisher = PublishMany(client)
+    async def _pump_mqtt(self, publisher: Publisher, lock: _LockCheck | None) -> None:
+        gone = publisher.gone
         self._wake.set()
         while not self._stopping:
             if lock is not None:
@@ -238,7 +237,7 @@ class OutboxBridge:
             if sent < BATCH_SIZE:
                 await self._pause(min(self._poll, REFRESH_EVERY_SECONDS) if stale else self._poll, gone)
 
-    async def _drain(self, publisher: PublishMany, conn: asyncpg.Connection | None) -> int:
+    async def _drain(self, publisher: Publisher, conn: asyncpg.Connection | None) -> int:
         """Publish one batch, all of it in flight at once and sent in id order; mark what the broker took.
 
         On PostgreSQL the outbox is read and marked on ``conn``, the connection that holds the
@@ -385,14 +384,9 @@ class OutboxBridge:
             for waiter in waiters:
                 waiter.cancel()
 
-    def _client(self) -> aiomqtt.Client:
-        # Nothing to receive: the outbox, not the broker, remembers what is still to send.
-        return self._settings.mqtt_target.client(  # type: ignore[no-any-return]
-            self.client_id, clean_session=True, keepalive=15, timeout=PUBLISH_TIMEOUT_SECONDS,
-            # A whole batch in flight (paho's default is 20). No limit at all, rather than
-            # BATCH_SIZE: under a limit paho scans every message in flight on each PUBACK.
-            max_inflight_messages=0,
-        )
+    def _publisher(self) -> Publisher:
+        # Nothing to receive (a clean session): the outbox, not the broker, remembers what is still to send.
+        return Publisher(self._settings.mqtt_target, self.client_id, keepalive=15, connect_timeout=PUBLISH_TIMEOUT_SECONDS)
 
 
 class _LockCheck:
