@@ -18,8 +18,8 @@ generator is ``wrk`` (Debian package ``wrk``) with fixed threads, connections an
   otherwise be what is measured: the run raises it through ``NABOOM_VEHICLE_PINGS_PER_MINUTE``
   and ``NABOOM_VEHICLE_PING_BURST`` (the bucket is still taken from Redis on every ping).
 
-Two ceilings, same run, same wrk settings, same uvicorn options, on the same machine, each while
-naboom is stopped:
+Three ceilings, same run, same wrk settings, same uvicorn options, on the same machine, each
+while naboom is stopped:
 
 * ``bench/ceilings/bare_asgi.py``, a bare ASGI app answering a constant: what the server itself
   costs. Each row's ``ratio`` (also ``ratio_vs_bare_asgi``) is naboom's requests/s over this
@@ -30,6 +30,11 @@ naboom is stopped:
   the ping the same vehicle lookup, INSERT and conditional UPDATE (not the two Redis round trips,
   which are charged to naboom). ``ratio_vs_same_work`` (with ``ceiling_same_work``) is what
   the framework, the ORM and naboom's own code cost on top of the work; reported, not judged.
+* ``bench/ceilings/bare_litestar.py``, an empty Litestar app on the two routes (no middleware,
+  no auth, no database; the ping's JSON body parsed into a dict, answered 202): the framework's
+  own floor. ``ratio_vs_litestar`` (with ``ceiling_litestar``) is what naboom's auth, validation,
+  database work and code cost on top of an empty Litestar handler, and ``litestar_vs_bare_asgi``
+  how much of the target the framework alone takes; reported, not judged.
 
 Zero lost and zero doubled: every ping answered 202 is in the trail (``lost`` counts those that
 are not), no ping is stored twice (``doubled``: duplicate ``(vehicle, ts)`` rows); pings sent but
@@ -51,6 +56,7 @@ from rig import HOST, Rig, bench_parser, free_port, log, port_open, run_bench, s
 
 CEILING = Path(__file__).resolve().parent / "ceilings" / "bare_asgi.py"
 SAME_WORK = Path(__file__).resolve().parent / "ceilings" / "bare_same_work.py"
+LITESTAR = Path(__file__).resolve().parent / "ceilings" / "bare_litestar.py"
 
 # wrk's Lua: ``done`` prints the figures as one JSON line (wrk's own summary goes before it).
 _DONE_LUA = r"""
@@ -216,15 +222,21 @@ def measure_naboom(rig: Rig, args: argparse.Namespace, ctx: dict[str, Any]) -> d
     }
 
 
-def measure_ceiling(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
-    """The same two loads against the bare ASGI app."""
+def measure_ceiling(
+    rig: Rig,
+    args: argparse.Namespace,
+    script: Path = CEILING,
+    what: str = "the bare ASGI app",
+    label: str = "bare",
+) -> dict[str, Any]:
+    """The same two loads against a constant-answering ceiling (by default the bare ASGI app)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(CEILING), "--port", str(port)])
+    proc = subprocess.Popen([sys.executable, str(script), "--port", str(port)])
     try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 30, "the bare ASGI app")
+        wait_until(lambda: port_open(port) or proc.poll() is not None, 30, what)
         base = f"http://{HOST}:{port}"
-        get = wrk(args, f"{base}/api/incidents", _AUTH_LUA.replace("{TOKEN}", "x"), rig.work, "bare-get")
-        post = wrk(args, f"{base}/panic/api/vehicle/ping", ping_script(["bare"] * args.vehicles, args.threads), rig.work, "bare-post")  # fmt: skip
+        get = wrk(args, f"{base}/api/incidents", _AUTH_LUA.replace("{TOKEN}", "x"), rig.work, f"{label}-get")
+        post = wrk(args, f"{base}/panic/api/vehicle/ping", ping_script(["bare"] * args.vehicles, args.threads), rig.work, f"{label}-post")  # fmt: skip
     finally:
         stop_process(proc)
     return {"get": get, "post": post}
@@ -254,11 +266,12 @@ def body(args: argparse.Namespace) -> Any:
         ctx: dict[str, Any] = {}
         naboom = measure_naboom(rig, args, ctx)
         bare = measure_ceiling(rig, args)
+        lite = measure_ceiling(rig, args, LITESTAR, "the empty Litestar app", "litestar")
         same = measure_same_work(rig, args, ctx)
         rows = []
-        for label, mine, ref, work, floor in (
-            ("GET /api/incidents", naboom["incidents"], bare["get"], same["get"], 0.25),
-            ("POST /panic/api/vehicle/ping", naboom["ping"], bare["post"], same["post"], 0.5),
+        for label, mine, ref, work, empty, floor in (
+            ("GET /api/incidents", naboom["incidents"], bare["get"], same["get"], lite["get"], 0.25),
+            ("POST /panic/api/vehicle/ping", naboom["ping"], bare["post"], same["post"], lite["post"], 0.5),
         ):
             rows.append({
                 "label": label,
@@ -270,6 +283,10 @@ def body(args: argparse.Namespace) -> Any:
                 "ceiling_same_work": {"what": "bare ASGI app, same DB work (asyncpg + msgspec) req/s",
                                       "value": work["per_s"], "unit": "req/s"},
                 "ratio_vs_same_work": round(mine["per_s"] / work["per_s"], 3),
+                "ceiling_litestar": {"what": "empty Litestar app (no middleware, no DB) req/s",
+                                     "value": empty["per_s"], "unit": "req/s"},
+                "ratio_vs_litestar": round(mine["per_s"] / empty["per_s"], 3),
+                "litestar_vs_bare_asgi": round(empty["per_s"] / ref["per_s"], 3),
                 "latency_ms": mine["latency_ms"],
             })  # fmt: skip
         return {
@@ -280,6 +297,7 @@ def body(args: argparse.Namespace) -> Any:
             "naboom": naboom,
             "bare": bare,
             "same_work": same,
+            "litestar": lite,
             "wrk": {"threads": args.threads, "connections": args.connections, "duration_s": args.duration},
             "incidents_in_region": args.incidents,
             "vehicles": args.vehicles,

@@ -25,7 +25,7 @@ from naboom.settings import Settings
 log = logging.getLogger(__name__)
 
 class ManualAck:
-    """The one place that reaches into aiomqtt's paho client.
+    """The one place that reaches into aiomqtt's internals: its paho client and its queue.
 
     aiomqtt 2 lets paho acknowledge a QoS 1 message as soon as it is queued; with manual
     acknowledgement the PUBACK goes out only when :meth:`ack` is called, after the commit.
@@ -34,6 +34,18 @@ class ManualAck:
     def __init__(self, client: aiomqtt.Client) -> None:
         self._paho = client._client  # noqa: SLF001
         self._paho.manual_ack_set(True)
+        self._queue: asyncio.Queue[aiomqtt.Message] = client._queue  # noqa: SLF001
+
+    def take_queued(self, batch: list[aiomqtt.Message], limit: int) -> None:
+        """Move messages aiomqtt has already queued onto ``batch``, up to ``limit`` in all, without waiting.
+
+        ``anext(client.messages)`` starts a task and an ``asyncio.wait`` for every message (to
+        notice a disconnect while it waits); for messages already queued that was about 6 % of
+        the serving process's time flat out. These wait for nothing.
+        """
+        queue = self._queue
+        while len(batch) < limit and not queue.empty():
+            batch.append(queue.get_nowait())
 
     def ack(self, message: aiomqtt.Message) -> None:
         """Send the PUBACK for one message."""
@@ -226,8 +238,8 @@ class MqttIngest:
                 if pending not in done:
                     continue
                 batch, pending = [pending.result()], None
-                while len(messages) and len(batch) < limit and not self.stopping:
-                    batch.append(await anext(messages))
+                if not self.stopping:
+                    acker.take_queued(batch, limit)
                 self._held = len(batch)
                 try:
                     await self.handle(batch, acker)
