@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import paho.mqtt.client as paho
@@ -130,6 +130,27 @@ class Connections:
             client.disconnect()
             client.loop_stop()
 
+    async def open(self) -> None:
+        await asyncio.to_thread(self.start)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+class LoadPublisher(Protocol):
+    """What :func:`run_load` publishes through: :class:`Connections`, or a benchmark's own."""
+
+    clients: list[Any]
+
+    async def open(self) -> None: ...
+
+    def client_for(self, item: Prepared, seq: int) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+ConnectionsFactory = Callable[[Broker, list[Credentials], int, str], LoadPublisher]
+
 
 def _on_connect(ready: threading.Event, failures: list[str]) -> Callable[..., None]:
     def on_connect(
@@ -189,11 +210,13 @@ async def run_load(
     plan: LoadPlan,
     progress: Progress | None = None,
     published_wall: list[float] | None = None,
+    connections_for: ConnectionsFactory | None = None,
 ) -> dict[str, Any]:
     """Publish at the plan's rate while reading the live feed; returns the report (one JSON-ready dict).
 
     ``published_wall``, when given, receives each SOS's publish time (Unix seconds, by sequence
     number): benchmarks compare it with times the server stored, which the report cannot carry.
+    ``connections_for`` replaces the paho :class:`Connections` (a benchmark's leaner publisher).
     """
     progress = progress or Progress(False)
     run = uuid.uuid4().hex[:8]
@@ -219,9 +242,9 @@ async def run_load(
                     all_seen.set()
 
         listener = asyncio.create_task(listen())
-        connections = Connections(broker, devices, plan.connections, run)
+        connections = (connections_for or Connections)(broker, devices, plan.connections, run)
         try:
-            await asyncio.to_thread(connections.start)
+            await connections.open()
             start = await _publish(prepared, connections, plan, tally, progress, total)
             publish_seconds = time.monotonic() - start
             if total:
@@ -234,7 +257,7 @@ async def run_load(
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
-            await asyncio.to_thread(connections.stop)
+            await connections.close()
     if published_wall is not None:
         # One offset for all: the monotonic stamps keep their spacing, the wall clock anchors them.
         offset = time.time() - time.monotonic()
@@ -276,7 +299,7 @@ async def run_load(
 
 async def _publish(
     prepared: list[Prepared],
-    connections: Connections,
+    connections: LoadPublisher,
     plan: LoadPlan,
     tally: _Tally,
     progress: Progress,
