@@ -66,6 +66,7 @@ from naboom.users.admin_controller import UserAdminController
 from naboom.users.auth import CSRF_HEADER, SESSION_COOKIE, TokenAuthMiddleware, TokenCodec
 from naboom.users.controller import AuthController
 from naboom.vehicles.controller import VehicleController, VehiclePingController
+from naboom.vehicles.ratelimit import ping_bucket
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
         if redis is not None
         else StoreRegistry()
     )
+    # Built here: with Redis it registers its script once, not on every ping.
+    vehicle_pings = ping_bucket(settings, redis, stores)
     policy = IngestPolicy(
         dedup_window=timedelta(seconds=settings.dedup_window_seconds),
         future_skew=timedelta(seconds=settings.future_skew_seconds),
@@ -273,6 +276,7 @@ def create_app(settings: Settings | None = None, *, run_ingest: bool = True) -> 
                 "mqtt": mqtt,
                 "bridge": bridge,
                 "scheduler": SchedulerState(),
+                "ping_bucket": vehicle_pings,
             }
         ),
     )

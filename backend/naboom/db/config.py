@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,10 @@ from advanced_alchemy.extensions.litestar import (
     EngineConfig,
     SQLAlchemyAsyncConfig,
 )
+from litestar.connection import ASGIConnection
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from naboom.settings import Settings
@@ -52,6 +56,23 @@ def database_config(settings: Settings) -> SQLAlchemyAsyncConfig:
     if settings.embedded_database:
         event.listen(config.get_engine().sync_engine, "connect", _sqlite_pragmas)
     return config
+
+
+@asynccontextmanager
+async def connection_session(connection: ASGIConnection) -> AsyncIterator[AsyncSession]:
+    """The session for what runs before a handler (authentication, guards) on this connection.
+
+    For an HTTP request it is the request's own session, the one the handler gets as
+    ``db_session``: one pooled connection and one transaction per request instead of two, which
+    the plugin commits (2xx/3xx) or rolls back, and closes, as the response starts. A WebSocket
+    lives for hours: its session is its own, closed here, so the socket holds no connection.
+    """
+    config: SQLAlchemyAsyncConfig = connection.app.state.db
+    if connection.scope["type"] == "http":
+        yield config.provide_session(connection.app.state, connection.scope)
+        return
+    async with config.get_session() as session:
+        yield session
 
 
 def upgrade(config: SQLAlchemyAsyncConfig) -> None:

@@ -19,9 +19,10 @@ from litestar import Request, WebSocket
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from naboom.db import models as m
+from naboom.db.config import connection_session
 from naboom.errors import AuthenticationError, PermissionDeniedError
 from naboom.settings import Settings
 
@@ -118,6 +119,23 @@ def client_ip(connection: ASGIConnection) -> str | None:
     """The client's address (uvicorn already resolved X-Forwarded-For from trusted proxies)."""
     return connection.client.host if connection.client else None
 
+# Columns, not ORM objects: this runs on every request, and the identity map it would fill is
+# the handler's (the request's session is shared, see connection_session).
+_SESSION_OF = (
+    select(
+        m.AuthSession.revoked_at,
+        m.AuthSession.expires_at,
+        m.AuthSession.csrf_hash,
+        m.Operator.id.label("user_id"),
+        m.Operator.username,
+        m.Operator.role,
+        m.Operator.regions,
+        m.Operator.active,
+    )
+    .join(m.Operator, m.Operator.id == m.AuthSession.operator_id)
+    .where(m.AuthSession.id == bindparam("session_id"), m.Operator.id == bindparam("user_id"))
+)
+
 
 class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
     """Rejects every request without a live session, except the excluded paths."""
@@ -129,34 +147,27 @@ class TokenAuthMiddleware(AbstractAuthenticationMiddleware):
             raise AuthenticationError("authentication required: send a Bearer token or log in")
         state = connection.app.state
         user_id, session_id = state.tokens.read(token)
-        async with state.db.get_session() as db:
-            row = (
-                await db.execute(
-                    select(m.AuthSession, m.Operator)
-                    .join(m.Operator, m.Operator.id == m.AuthSession.operator_id)
-                    .where(m.AuthSession.id == session_id, m.Operator.id == user_id)
-                )
-            ).one_or_none()
+        async with connection_session(connection) as db:
+            row = (await db.execute(_SESSION_OF, {"session_id": session_id, "user_id": user_id})).one_or_none()
         if row is None:
             raise AuthenticationError("session not found; log in again")
-        session, user = row
-        if session.revoked_at is not None:
+        if row.revoked_at is not None:
             raise AuthenticationError("session ended (logged out); log in again")
-        if session.expires_at <= datetime.now(UTC):
+        if row.expires_at <= datetime.now(UTC):
             raise AuthenticationError("session expired; log in again")
-        if not user.active:
+        if not row.active:
             raise AuthenticationError("account disabled")
         method = connection.scope.get("method", "GET")
         if from_cookie and method not in _SAFE_METHODS:
             sent = connection.headers.get(CSRF_HEADER, "")
-            if not sent or not hmac.compare_digest(digest(sent), session.csrf_hash):
+            if not sent or not hmac.compare_digest(digest(sent), row.csrf_hash):
                 raise PermissionDeniedError(f"missing or wrong {CSRF_HEADER} header for a cookie-authenticated request")
         principal = Principal(
-            id=user.id,
-            username=user.username,
-            role=user.role,
-            regions=tuple(user.regions),
-            session_id=session.id,
+            id=row.user_id,
+            username=row.username,
+            role=row.role,
+            regions=tuple(row.regions),
+            session_id=session_id,
             ip=client_ip(connection),
         )
         return AuthenticationResult(user=principal, auth=token)

@@ -14,6 +14,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from naboom.db.config import connection_session
 from naboom.errors import NaboomError
 from naboom.openapi import problems
 from naboom.realtime.feed import LiveFeed
@@ -32,7 +33,6 @@ from naboom.vehicles.schemas import (
 )
 from naboom.vehicles.service import InvalidPingError, PingingVehicle, VehicleService
 
-PING_RATE_STORE = "vehicle-ping-rate"
 _ping_decoder = msgspec.json.Decoder(PingIn)
 
 
@@ -40,12 +40,9 @@ async def vehicle_token(connection: ASGIConnection, _: BaseRouteHandler) -> None
     """Authenticate the pinging vehicle by its own token, then take one token from its rate bucket."""
     header = connection.headers.get("authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
-    async with connection.app.state.db.get_session() as session:
+    async with connection_session(connection) as session:
         vehicle = await VehicleService(session=session).authenticate(token)
-    settings: Settings = connection.app.state.settings
-    bucket = TokenBucket(
-        connection.app.stores.get(PING_RATE_STORE), settings.vehicle_pings_per_minute, settings.vehicle_ping_burst
-    )
+    bucket: TokenBucket = connection.app.state.ping_bucket
     await bucket.take(str(vehicle.id))
     connection.state.vehicle = vehicle
 
