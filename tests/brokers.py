@@ -12,6 +12,7 @@ import getpass
 import glob
 import secrets
 import shutil
+import socket
 import subprocess
 import threading
 import uuid
@@ -152,6 +153,41 @@ def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@dataclass
+class PlainBroker:
+    """A Mosquitto like the machine's (anonymous, on loopback, default limits) but in memory, on a
+    free port: one per pytest-xdist worker, so that tests running side by side share no broker."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Run it and wait until it listens."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conf = self.directory / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                        f"log_dest stderr\nuser {getpass.getuser()}\n")
+        log_path = self.directory / "mosquitto.log"
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+
+        def listening() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mosquitto exited: {log_path.read_text(errors='replace')}")
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_for_sync(listening, timeout=20, what=f"mosquitto on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+
 class MqttProbe:
     """A paho client (MQTT v5 by default) that records every answer the broker gives it."""
 
@@ -238,4 +274,4 @@ def wait_closed(probe: MqttProbe, timeout: float = 10) -> None:
     wait_for_sync(lambda: probe.disconnected is not None, timeout=timeout, what="the connection to drop")
 
 
-__all__ = ["MqttProbe", "ProductionBroker", "dynsec_plugin", "production_broker", "wait_closed"]
+__all__ = ["MqttProbe", "PlainBroker", "ProductionBroker", "dynsec_plugin", "production_broker", "wait_closed"]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.brokers import PlainBroker
 from tests.support import (
     MQTT_HOST,
     MQTT_PORT,
@@ -29,10 +33,33 @@ def signing_vectors() -> dict:
     return json.loads(VECTORS.read_text())
 
 
-@pytest.fixture(scope="session", autouse=True)
-def clean_redis() -> None:
-    """Tests own Redis database 9; start each run from empty."""
+_BROKERS = pytest.StashKey[list[PlainBroker]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Once per run, in the process that runs the tests or, under pytest-xdist (``-n N``), in the
+    controller before it starts its workers: empty Redis database 9, which tests own, and give
+    each worker a Mosquitto of its own (``tests.support`` picks it by the worker's id)."""
+    if hasattr(config, "workerinput"):
+        return
     redis.Redis.from_url(REDIS_URL).flushdb()
+    workers = config.getoption("numprocesses", None)
+    if not isinstance(workers, int) or workers < 1:
+        return
+    directory = Path(tempfile.mkdtemp(prefix="naboom-test-mqtt-"))
+    brokers = [PlainBroker(directory / f"gw{n}") for n in range(workers)]
+    config.stash[_BROKERS] = brokers
+    for broker in brokers:
+        broker.start()
+    os.environ["NABOOM_TEST_MQTT_PORTS"] = ",".join(str(broker.port) for broker in brokers)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    brokers = config.stash.get(_BROKERS, [])
+    for broker in brokers:
+        broker.stop()
+    if brokers:
+        shutil.rmtree(brokers[0].directory.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

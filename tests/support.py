@@ -31,7 +31,18 @@ ROOT = Path(__file__).resolve().parent.parent
 NABOOM = str(Path(sys.executable).parent / "naboom")
 PG_ADMIN_URL = os.environ.get("NABOOM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("NABOOM_TEST_REDIS", "redis://127.0.0.1:6379/9")
-MQTT_HOST, MQTT_PORT = "127.0.0.1", int(os.environ.get("NABOOM_TEST_MQTT_PORT", "1883"))
+
+
+def _mqtt_port() -> int:
+    """The Mosquitto this test process uses: under pytest-xdist each worker has its own (a server
+    of one worker must not take the SOS another worker's test sends), else the machine's."""
+    ports, worker = os.environ.get("NABOOM_TEST_MQTT_PORTS"), os.environ.get("PYTEST_XDIST_WORKER")
+    if ports and worker:
+        return int(ports.split(",")[int(worker.removeprefix("gw"))])
+    return int(os.environ.get("NABOOM_TEST_MQTT_PORT", "1883"))
+
+
+MQTT_HOST, MQTT_PORT = "127.0.0.1", _mqtt_port()
 
 
 def free_port() -> int:

@@ -79,6 +79,7 @@ def _serve(settings: Settings) -> None:
     import gc
     import logging
     import signal
+    import socket
     from types import FrameType
 
     import uvicorn
@@ -104,6 +105,16 @@ def _serve(settings: Settings) -> None:
                     # (SSE answers complete, WebSockets get 1012) and monitors reconnect at once.
                     loop.call_soon_threadsafe(feed.end_all)
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # uvicorn's shutdown drops every WebSocket with a bare 1012 at once; let the live
+            # handlers send their own close first ("reconnect"; the streams were ended above,
+            # but a handler may not have run since), for at most a second.
+            feed.end_all()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await feed.closed()
+            await super().shutdown(sockets)
 
     config = uvicorn.Config(
         app,

@@ -176,17 +176,21 @@ async def test_sigterm_ends_live_streams_cleanly_so_monitors_reconnect_at_once(r
         assert await anext(lines) == "retry: 3000"
         assert running.proc is not None
         offset = running.log_path.stat().st_size
-        running.proc.send_signal(signal.SIGTERM)
-        # A stream cut off by the server's final timeout would end mid-body (httpx raises on a
-        # chunked body without its last chunk); an ended one completes.
-        rest = [line async for line in lines]
-        with pytest.raises(ConnectionClosed) as closed:
-            await ws.recv()
+        proc = running.proc
+        proc.send_signal(signal.SIGTERM)
+        try:
+            # A stream cut off by the server's final timeout would end mid-body (httpx raises on a
+            # chunked body without its last chunk); an ended one completes.
+            rest = [line async for line in lines]
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        finally:
+            # Stopped either way: the next test starts it again (``running``) instead of finding it dying.
+            await asyncio.to_thread(proc.wait, 60)
+            running.proc = None
     assert ": connected" in rest
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1012, "reconnect")
-    await asyncio.to_thread(running.proc.wait, 60)
-    running.proc = None
     logged = running.log_path.read_text(errors="replace")[offset:]
     assert "Exception in ASGI application" not in logged
     assert "Traceback" not in logged

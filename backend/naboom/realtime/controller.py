@@ -121,7 +121,7 @@ async def alerts_socket(socket: AuthSocket, region: FromPath[str]) -> None:
 
     reader = asyncio.create_task(drain_incoming())
     try:
-        with LIVE_CONNECTIONS.labels("ws").track_inprogress():
+        with feed.connection(), LIVE_CONNECTIONS.labels("ws").track_inprogress():
             async with feed.subscribe(region, after) as replay:
                 if replay.gap:
                     await socket.send_data(_RESET.decode())
@@ -130,11 +130,11 @@ async def alerts_socket(socket: AuthSocket, region: FromPath[str]) -> None:
                 send = _server_send(socket.scope, socket.send)
                 ended = replay.go_live(lambda event: send(event.ws_send))
                 await asyncio.wait([reader, ended], return_when=asyncio.FIRST_COMPLETED)
-        if not reader.done():
-            # The feed ended this connection (shutdown, or a client far behind): say so, the
-            # client reconnects with its last event id.
-            with contextlib.suppress(WebSocketDisconnect):
-                await socket.close(code=1012, reason="reconnect")
+            if not reader.done():
+                # The feed ended this connection (shutdown, or a client far behind): say so, the
+                # client reconnects with its last event id.
+                with contextlib.suppress(WebSocketDisconnect):
+                    await socket.close(code=1012, reason="reconnect")
     except WebSocketDisconnect:
         pass
     finally:

@@ -20,8 +20,17 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -257,6 +266,31 @@ class LiveFeed:
         self._history = history
         self._backlog = backlog
         self._hubs: dict[str, _Hub] = {}
+        # Connections whose handler has not finished yet (their last frame, a close, may be unsent).
+        self._open = 0
+        self._none_open = asyncio.Event()
+        self._none_open.set()
+
+    @contextmanager
+    def connection(self) -> Iterator[None]:
+        """Held by a live connection's handler until it has sent its last frame (see :meth:`closed`)."""
+        self._open += 1
+        self._none_open.clear()
+        try:
+            yield
+        finally:
+            self._open -= 1
+            if not self._open:
+                self._none_open.set()
+
+    async def closed(self) -> None:
+        """Until no connection's handler is still running.
+
+        A shutdown ends every connection (:meth:`end_all`) and waits here (bounded) before the
+        server drops what is left: a WebSocket closed by its handler carries the reason
+        ("reconnect"); one the server drops gets a bare 1012.
+        """
+        await self._none_open.wait()
 
     async def publish(self, region: str, type_: str, data: dict[str, Any]) -> int:
         """Broadcast one event to ``region``; returns its event id."""
