@@ -137,7 +137,7 @@ def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--count", type=int, default=50_000, help="SOS queued while down (default 50000)")
     parser.add_argument("--devices", type=int, default=4, help="devices the SOS come from (default 4)")
-    parser.add_argument("--inflight", type=int, default=2000, help="Mosquitto max_inflight_messages")
+    parser.add_argument("--inflight", type=int, default=4000, help="Mosquitto max_inflight_messages")
     args = parser.parse_args()
     sys.exit(run_bench("backlog", args, body))
 

@@ -263,7 +263,7 @@ def main() -> None:
     parser.add_argument("--kill-at", type=float, default=8, help="SIGKILL serve this many seconds in")
     parser.add_argument("--down", type=float, default=2, help="seconds before it starts again")
     parser.add_argument("--devices", type=int, default=4, help="devices the SOS come from (default 4)")
-    parser.add_argument("--inflight", type=int, default=2000, help="Mosquitto max_inflight_messages")
+    parser.add_argument("--inflight", type=int, default=4000, help="Mosquitto max_inflight_messages")
     parser.add_argument("--seed", type=int, default=8, help="seed of the re-publish schedule")
     args = parser.parse_args()
     sys.exit(run_bench("dupstorm", args, body))

@@ -564,7 +564,7 @@ def measure(inst: Installation, args: argparse.Namespace) -> dict[str, Any]:
         "devices": args.devices,
         "connections": args.connections,
         "mosquitto_max_inflight": args.inflight,
-        "batch_size": args.batch or "default (1000)",
+        "batch_size": args.batch or "default (2000)",
     }
     if args.sweep:
         return {"variant": f"sweep {args.sweep} x {args.duration:g}s", **result, "points": points}
@@ -615,7 +615,7 @@ def add_load_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep", default="", help="(c) comma-separated offered rates")
     parser.add_argument("--devices", type=int, default=20, help="devices the SOS come from (default 20)")
     parser.add_argument("--connections", type=int, default=4, help="publisher connections (default 4)")
-    parser.add_argument("--inflight", type=int, default=2000, help="Mosquitto max_inflight_messages")
+    parser.add_argument("--inflight", type=int, default=4000, help="Mosquitto max_inflight_messages")
     parser.add_argument(
         "--batch", type=int, default=0, help="NABOOM_MQTT_BATCH_SIZE (default: the product's)"
     )

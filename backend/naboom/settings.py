@@ -197,7 +197,7 @@ class Settings:
             mqtt_client_id=env.get("NABOOM_MQTT_CLIENT_ID") or f"naboom-ingest-{socket.gethostname()}",
             mqtt_share_group=env.get("NABOOM_MQTT_SHARE_GROUP") or None,
             mqtt_topic_prefix=env.get("NABOOM_MQTT_TOPIC_PREFIX", "panic/ingest"),
-            mqtt_batch_size=int(env.get("NABOOM_MQTT_BATCH_SIZE", "1000")),
+            mqtt_batch_size=int(env.get("NABOOM_MQTT_BATCH_SIZE", "2000")),
             embedded_mqtt_port=int(env.get("NABOOM_EMBEDDED_MQTT_PORT", str(EMBEDDED_MQTT_PORT))),
             embedded_mqtt_ws_port=int(env.get("NABOOM_EMBEDDED_MQTT_WS_PORT", str(EMBEDDED_MQTT_WS_PORT))),
             dedup_window_seconds=int(env.get("NABOOM_DEDUP_WINDOW_SECONDS", str(7 * 24 * 3600))),

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import aiomqtt
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,16 +25,75 @@ from naboom.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
+class ReadAhead:
+    """paho's socket, read in chunks: paho itself asks for a packet's bytes a few at a time.
+
+    paho reads a packet with three or more ``recv`` calls (its type byte, each byte of its
+    length, then the rest), and aiomqtt's reader callback handles one packet per wake-up of
+    the event loop. Flat out that was a system call per few dozen bytes and a loop iteration
+    per SOS. This wrapper takes up to ``CHUNK`` bytes per system call and serves paho's small
+    reads from them; ``pending()`` (which aiomqtt already asks of TLS sockets after each
+    packet) tells aiomqtt's callback to go on reading packets until the chunk is used up.
+
+    One chunk per wake-up: once a chunk is used up, the next read of the same wake-up raises
+    ``BlockingIOError`` instead of reading the socket again (paho keeps the part-read packet),
+    and the callback returns at its next ``pending()``. Whatever is left is still in the
+    socket, so the event loop wakes the callback again after the loop's other work: a flood
+    cannot keep the loop in the reader while database replies wait. Everything else is the
+    wrapped socket's own.
+    """
+
+    CHUNK = 16384
+    __slots__ = ("_buffer", "_position", "_read", "_sock")
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._position = 0
+        # A chunk was read in this wake-up of the reader callback.
+        self._read = False
+
+    def recv(self, size: int) -> bytes:
+        """Up to ``size`` bytes: what the chunk has left, else a new chunk (once per wake-up)."""
+        start = self._position
+        if start >= len(self._buffer):
+            if self._read:
+                raise BlockingIOError("the rest waits for the next turn of the event loop")
+            chunk = self._sock.recv(self.CHUNK)
+            if not chunk:
+                return chunk
+            self._buffer, start, self._read = chunk, 0, True
+        self._position = start + size
+        return self._buffer[start : start + size]
+
+    def pending(self) -> int:
+        """Bytes read and not yet handed to paho (and any the wrapped socket holds).
+
+        aiomqtt's callback stops when this is 0: the next wake-up may read the socket again.
+        """
+        held = len(self._buffer) - self._position
+        if held <= 0:
+            held, self._read = 0, False
+        return held + (self._sock.pending() if hasattr(self._sock, "pending") else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class ManualAck:
-    """The one place that reaches into aiomqtt's internals: its paho client and its queue.
+    """The one place that reaches into aiomqtt's internals: its paho client, its socket and its queue.
 
     aiomqtt 2 lets paho acknowledge a QoS 1 message as soon as it is queued; with manual
     acknowledgement the PUBACK goes out only when :meth:`ack` is called, after the commit.
+    Each connection's socket is read through :class:`ReadAhead`.
     """
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self._paho = client._client  # noqa: SLF001
         self._paho.manual_ack_set(True)
+        create_socket = self._paho._create_socket  # noqa: SLF001
+        self._paho._create_socket = lambda: ReadAhead(create_socket())  # type: ignore[method-assign]  # noqa: SLF001
         self._queue: asyncio.Queue[aiomqtt.Message] = client._queue  # noqa: SLF001
 
     def take_queued(self, batch: list[aiomqtt.Message], limit: int) -> None:
