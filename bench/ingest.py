@@ -37,10 +37,13 @@ on), both ``{p50, p90, p95, p99, max}``; ``sse_seen``; ``feeds`` (with several s
 each other server's feed saw of the run, once and twice); ``serve_cpu_percent`` (per server,
 100 = one core), ``serve_cpu_ms_per_sos`` (comparable between runs on a busy machine),
 ``machine_cpu_percent`` (every core of the machine, whoever used it); ``device_acks``: each
-SOS's ack to its device (``panic/ack/<pid>``, published by the outbox bridge), ``acks``,
-``outbox_ms`` (its outbox row written in the batch's transaction → the broker's PUBACK,
-``{p50, p99, max}``) and ``out_after_load_s`` (after the load, the wait for the last of them;
-a device sends its SOS again after 10 s without an ack).
+SOS's ack to its device (``panic/ack/<pid>``, sent by the ingest ahead of the SOS's PUBACK) as
+``mosquitto_sub -q 1`` on ``panic/ack/#`` receives it for the devices: ``acks``, ``missing``
+(incidents of the run whose device heard no ack; non-zero fails the run, ``acks_missing``),
+``acked_per_s`` (SOS acknowledged to their devices per second: from the first publish to the
+last ack), ``ack_ms`` (the SOS's publish → its ack at the subscriber, ``{p50, p99, max}``) and
+``out_after_load_s`` (after the load, the wait for the last of them; a device sends its SOS
+again after 10 s without an ack).
 
 Per bench run, measured in the same run:
 
@@ -285,35 +288,101 @@ def judge(inst: Installation, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def outbox_mark(inst: Installation) -> int:
-    """The newest outbox row's id: device acks of a later load come after it."""
-    assert inst.rig.db is not None
-    return int(inst.rig.db.sql("SELECT coalesce(max(id), 0) FROM outbox_message") or 0)
+ACK_FILTER = "panic/ack/#"
+PROBE_TOPIC = "panic/ack/bench-probe"
 
 
-def device_acks(inst: Installation, after: int, timeout: float) -> dict[str, Any]:
-    """Commit → the broker's PUBACK of each SOS's device ack (``panic/ack/<pid>``, from the outbox
-    bridge), once every ack of the load is out: what a device waits on before it stops retrying
-    (it sends again after 10 s without one). ``outbox_ms`` is each row's ``created_at`` (in the
-    ingest's transaction) to its ``published_at``; ``out_after_load_s`` is how long after the
-    load the last one went out."""
+class AckWatcher:
+    """``mosquitto_sub -q 1`` on every device's ack topic (``panic/ack/#``), as the devices would be.
+
+    Each line it writes is the arrival time (Unix seconds, nanoseconds) and the ack. It starts
+    before the load and is ready once a probe it was sent shows up in its output. A device
+    sends its SOS again after 10 s without an ack.
+    """
+
+    def __init__(self, rig: Rig) -> None:
+        assert rig.mqtt_port is not None
+        self.port = rig.mqtt_port
+        self.path = rig.work / "acks.txt"
+        self._out = self.path.open("wb")
+        self.proc = subprocess.Popen(
+            # Line-buffered: each ack is in the file as soon as it arrives.
+            ["stdbuf", "-oL", "mosquitto_sub", "-h", HOST, "-p", str(self.port), "-q", "1",
+             "-i", f"bench-acks-{rig.run}", "-t", ACK_FILTER, "-F", "%U %p"],
+            stdout=self._out, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        rig.teardown.push("ack watcher", self.stop)
+        wait_until(self._probed, 30, "the ack watcher to subscribe", every=0.2)
+
+    def _probed(self) -> bool:
+        subprocess.run(
+            ["mosquitto_pub", "-h", HOST, "-p", str(self.port), "-q", "1", "-t", PROBE_TOPIC, "-m", "{}"],
+            check=True, timeout=10,
+        )  # fmt: skip
+        return b" {}\n" in self.path.read_bytes()
+
+    def acks(self) -> list[tuple[float, dict[str, Any]]]:
+        """``(arrival, ack)`` of every device ack written so far (the probes left out)."""
+        found = []
+        complete, _, _ = self.path.read_bytes().rpartition(b"\n")
+        for line in complete.splitlines():
+            stamp, _, body = line.partition(b" ")
+            if body != b"{}":
+                found.append((float(stamp), json.loads(body)))
+        return found
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self._out.close()
+
+
+def incident_sequences(inst: Installation, run: str) -> dict[str, int]:
+    """``{incident id: sequence}`` of the incidents a load run opened."""
     assert inst.rig.db is not None
-    db = inst.rig.db
-    where = f"id > {after} AND topic LIKE 'panic/ack/%'"
-    began = time.monotonic()
-    wait_until(
-        lambda: db.sql(f"SELECT count(*) FROM outbox_message WHERE {where} AND published_at IS NULL") == "0",
-        timeout, "the outbox bridge to publish every device ack", every=0.2,
-    )  # fmt: skip
-    waited = time.monotonic() - began
-    count, p50, p99, top = db.sql(
-        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), "
-        "percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms) FROM "
-        f"(SELECT extract(epoch FROM published_at - created_at) * 1000 AS ms FROM outbox_message WHERE {where}) t"
-    ).split("|")
+    marker = f"load {run}-"
+    out = inst.rig.db.sql(f"SELECT id, message FROM incident WHERE message LIKE '{marker}%'")
     return {
-        "acks": int(count),
-        "outbox_ms": {"p50": round(float(p50 or 0), 1), "p99": round(float(p99 or 0), 1), "max": round(float(top or 0), 1)},
+        incident_id: int(message[len(marker) :])
+        for incident_id, _, message in (line.partition("|") for line in out.splitlines())
+    }
+
+
+def device_acks(inst: Installation, watcher: AckWatcher, report: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Each SOS's ``received`` ack as a device subscribed to its ack topic gets it, once all are in.
+
+    ``acks``: acks of this run's incidents; ``missing``: incidents of the run with none;
+    ``acked_per_s``: the run's acknowledged SOS per second, first publish to last ack;
+    ``ack_ms``: the SOS's publish → its ack at the subscriber ``{p50, p99, max}``;
+    ``out_after_load_s``: after the load, the wait for the last of them.
+    """
+    sequences = incident_sequences(inst, report["run"])
+    published: list[float] = report["published_wall"]
+
+    def of_run() -> list[tuple[float, dict[str, Any]]]:
+        return [(t, a) for t, a in watcher.acks() if a.get("incident_id") in sequences]
+
+    began = time.monotonic()
+    while True:
+        got = of_run()
+        heard = {a["incident_id"] for _, a in got}
+        if len(heard) >= len(sequences) or time.monotonic() - began > timeout:
+            break
+        time.sleep(0.2)
+    waited = time.monotonic() - began
+    ack_ms = [
+        (t - published[sequences[a["incident_id"]]]) * 1000
+        for t, a in got
+        if sequences[a["incident_id"]] < len(published)
+    ]
+    last = max((t for t, _ in got), default=0.0)
+    return {
+        "acks": len(got),
+        "missing": len(set(sequences) - heard),
+        # What the devices see: SOS acknowledged per second, from the first publish to the last ack.
+        "acked_per_s": round(len(heard) / (last - published[0]), 1) if got and published and last > published[0] else None,
+        "ack_ms": summary(ack_ms, (50, 99)),
         "out_after_load_s": round(waited, 2),
     }
 
@@ -523,12 +592,12 @@ def measure(inst: Installation, args: argparse.Namespace) -> dict[str, Any]:
     ceilings = Ceilings(inst, args, live=args.live_ceiling and not (args.rate or args.sweep))
     ceilings.prepare(expected)
     points, first_publish = [], 0.0
+    acks = AckWatcher(inst.rig)
     for rate, duration in plan:
         paced = f" at {rate:g}/s" if args.rate or args.sweep else " flat out"
         log(f"load: {round(rate * duration)} SOS{paced}")
         cpu = [cpu_seconds(server.pid) for server in inst.servers]
         machine = machine_cpu()
-        mark = outbox_mark(inst)
         wall = time.monotonic()
         report = asyncio.run(load_run(inst, args, rate, duration, other_feeds=len(inst.servers) - 1))
         wall = time.monotonic() - wall
@@ -545,8 +614,8 @@ def measure(inst: Installation, args: argparse.Namespace) -> dict[str, Any]:
         point["machine_cpu_percent"] = (
             round(100 * machine_busy[0] / machine_busy[1]) if machine_busy[1] else None
         )
-        # After the CPU figures: the bridge's work left over after the load is not in them.
-        point["device_acks"] = device_acks(inst, mark, args.timeout)
+        # After the CPU figures: any work left over after the load is not in them.
+        point["device_acks"] = device_acks(inst, acks, report, args.timeout)
         if args.rate or args.sweep:
             point = {"offered_per_s": rate, **point}
         log(f"  {json.dumps(point)}")
@@ -554,11 +623,14 @@ def measure(inst: Installation, args: argparse.Namespace) -> dict[str, Any]:
     batches = batch_sizes(inst.servers)
     left = unacked_after_kill(inst)
     found = ceilings.finish(expected, first_publish)
+    # Every SOS committed must also have reached its device as an ack.
+    acks_missing = sum(p["device_acks"]["missing"] for p in points)
     result: dict[str, Any] = {
         "lost": sum(p["lost"] for p in points),
         "doubled": sum(p["doubled"] for p in points),
         "unacked": left,
-        "ok": left == 0,
+        "acks_missing": acks_missing,
+        "ok": left == 0 and acks_missing == 0,
         "ceilings": found,
         "ingest_batches": batches,
         "devices": args.devices,

@@ -187,9 +187,11 @@ async def test_when_one_lane_fails_the_committed_lane_is_reported_and_a_redelive
 class _Acks:
     def __init__(self) -> None:
         self.sent: list[int] = []
+        self.published: list[str] = []
 
-    def ack_many(self, messages: list[aiomqtt.Message]) -> None:
+    def ack_many(self, messages: list[aiomqtt.Message], publish: list[tuple[str, bytes]] = ()) -> None:  # type: ignore[assignment]
         self.sent += [message.mid for message in messages]
+        self.published += [topic for topic, _ in publish]
 
 
 class _Broadcasts:
@@ -219,6 +221,6 @@ async def test_a_partly_stored_mqtt_batch_is_broadcast_as_far_as_it_committed_an
     with pytest.raises(StoreUnavailable, match="OperationalError"):
         await ingest.handle(batch, acks)  # type: ignore[arg-type]
 
-    assert acks.sent == []
+    assert acks.sent == [] and acks.published == []
     [announced] = broadcasts.submitted
     assert {i.device for i in announced.created} == committed_pids

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
+import msgspec
 from sqlalchemy.exc import SQLAlchemyError
 
 from naboom.ingest.pipeline import IngestPipeline, PartlyStored
@@ -21,9 +22,19 @@ from naboom.ingest.schemas import Envelope
 from naboom.ingest.service import Stored
 from naboom.logs import request_id
 from naboom.operations.instruments import INGEST_BATCH_SIZE
+from naboom.outbox.messages import received_acks
+from naboom.outbox.publisher import publish_packet
 from naboom.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Device acks as compact JSON, as the outbox bridge sends its messages.
+_encode = msgspec.json.Encoder().encode
+
+
+# MQTT 3.1.1 PUBACK: type, remaining length 2, packet id.
+_PUBACK = struct.Struct("!BBH")
+_PUBACK_TYPE = 0x40
 
 
 class ReadAhead:
@@ -42,30 +53,81 @@ class ReadAhead:
     socket, so the event loop wakes the callback again after the loop's other work: a flood
     cannot keep the loop in the reader while database replies wait. Everything else is the
     wrapped socket's own.
+
+    The broker's PUBACKs for the ingest's own publishes (the devices' acks, whose packet ids
+    are in ``own``) stop here: paho would decode each through its whole packet machinery only
+    to find no message of its own waiting. The wrapper follows paho through the stream (it
+    reads every packet whole and in order) and, where paho is about to read a new packet,
+    drops such PUBACKs whole; anything else, or a PUBACK cut by a chunk's end, goes to paho.
     """
 
     CHUNK = 16384
-    __slots__ = ("_buffer", "_position", "_read", "_sock")
+    __slots__ = ("_body", "_buffer", "_in_length", "_length", "_own", "_position", "_read", "_shift", "_sock")
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, own: set[int] | None = None) -> None:
         self._sock = sock
+        self._own = own if own is not None else set()
         self._buffer = b""
         self._position = 0
         # A chunk was read in this wake-up of the reader callback.
         self._read = False
+        # Where paho is in the current packet: reading its length bytes, or this many body bytes to go.
+        self._in_length = False
+        self._length = self._shift = self._body = 0
 
     def recv(self, size: int) -> bytes:
         """Up to ``size`` bytes: what the chunk has left, else a new chunk (once per wake-up)."""
-        start = self._position
-        if start >= len(self._buffer):
-            if self._read:
-                raise BlockingIOError("the rest waits for the next turn of the event loop")
-            chunk = self._sock.recv(self.CHUNK)
-            if not chunk:
-                return chunk
-            self._buffer, start, self._read = chunk, 0, True
-        self._position = start + size
-        return self._buffer[start : start + size]
+        while True:
+            start, buffer = self._position, self._buffer
+            if start >= len(buffer):
+                if self._read:
+                    raise BlockingIOError("the rest waits for the next turn of the event loop")
+                buffer = self._sock.recv(self.CHUNK)
+                if not buffer:
+                    return buffer
+                self._buffer, start, self._read = buffer, 0, True
+            if self._own and not self._body and not self._in_length:
+                start = self._drop_own_pubacks(buffer, start)
+                if start >= len(buffer):
+                    self._position = start
+                    continue
+            data = buffer[start : start + size]
+            self._position = start + len(data)
+            if self._body >= len(data):
+                self._body -= len(data)
+            else:
+                self._follow(data)
+            return data
+
+    def _drop_own_pubacks(self, buffer: bytes, start: int) -> int:
+        """Past the whole PUBACKs (MQTT 3.1.1: 0x40, length 2, packet id) of ``own`` ids at ``start``."""
+        own = self._own
+        while len(buffer) - start >= 4 and buffer[start] == _PUBACK_TYPE and buffer[start + 1] == 2:
+            packet_id = (buffer[start + 2] << 8) | buffer[start + 3]
+            if packet_id not in own:
+                break
+            own.discard(packet_id)
+            start += 4
+        return start
+
+    def _follow(self, data: bytes) -> None:
+        """Where the packets paho just took bytes of end: a type byte, the length's bytes, the body."""
+        i, n = 0, len(data)
+        while i < n:
+            if self._body:
+                step = min(self._body, n - i)
+                self._body -= step
+                i += step
+            elif self._in_length:
+                byte = data[i]
+                i += 1
+                self._length += (byte & 0x7F) << self._shift
+                self._shift += 7
+                if not byte & 0x80:
+                    self._in_length, self._body = False, self._length
+            else:
+                i += 1
+                self._in_length, self._length, self._shift = True, 0, 0
 
     def pending(self) -> int:
         """Bytes read and not yet handed to paho (and any the wrapped socket holds).
@@ -86,14 +148,17 @@ class ManualAck:
 
     aiomqtt 2 lets paho acknowledge a QoS 1 message as soon as it is queued; with manual
     acknowledgement the PUBACK goes out only when :meth:`ack` is called, after the commit.
-    Each connection's socket is read through :class:`ReadAhead`.
+    Each connection's socket is read through :class:`ReadAhead`. :meth:`ack_many` also sends
+    the devices' acks, ahead of the PUBACKs on the same connection.
     """
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self._paho = client._client  # noqa: SLF001
         self._paho.manual_ack_set(True)
+        # Packet ids of the acks this connection published whose PUBACK has not come yet.
+        self._own: set[int] = set()
         create_socket = self._paho._create_socket  # noqa: SLF001
-        self._paho._create_socket = lambda: ReadAhead(create_socket())  # type: ignore[method-assign]  # noqa: SLF001
+        self._paho._create_socket = lambda: ReadAhead(create_socket(), self._own)  # type: ignore[method-assign]  # noqa: SLF001
         self._queue: asyncio.Queue[aiomqtt.Message] = client._queue  # noqa: SLF001
 
     def take_queued(self, batch: list[aiomqtt.Message], limit: int) -> None:
@@ -112,26 +177,38 @@ class ManualAck:
         if message.qos > 0:
             self._paho.ack(message.mid, message.qos)
 
-    def ack_many(self, messages: Sequence[aiomqtt.Message]) -> None:
-        """Send the PUBACKs of a batch in one write.
+    def ack_many(self, messages: Sequence[aiomqtt.Message], publish: Sequence[tuple[str, bytes]] = ()) -> None:
+        """Publish ``(topic, body)`` pairs at QoS 1, then send the PUBACKs of a batch, all in one write.
 
         paho writes each queued packet with a send() of its own: a batch's worth of 4-byte
         PUBACKs cost as many system calls as the rest of the batch's I/O. Queued as one packet
         the broker reads the same bytes (MQTT 3.1.1 PUBACK: type, length 2, message id), sent
         with one call. QoS 2 (never used by devices) keeps paho's own handshake.
+
+        ``publish`` is the batch's device acks. The broker handles a connection's packets in
+        the order they arrive, so it has taken every ack before it takes the PUBACK that ends
+        its SOS's delivery: should this process die in between, the broker still holds the SOS
+        for this session and delivers it again, and its ack goes out again as a duplicate's.
+        No outbox row is needed for them. Their packet ids come from paho's own counter (never
+        one in use by its subscribe); the broker's PUBACKs for them stop in :class:`ReadAhead`
+        (paho would ignore them, at a cost), and nothing resends them after a reconnect (the
+        SOS's redelivery does).
         """
-        pubacks = bytearray()
+        out = bytearray()
+        if publish:
+            next_id, own = self._paho._mid_generate, self._own  # noqa: SLF001
+            for topic, body in publish:
+                packet_id = next_id()
+                own.add(packet_id)
+                out += publish_packet(topic, packet_id, body)
         for message in messages:
             if message.qos == 1:
-                pubacks += _PUBACK.pack(_PUBACK_TYPE, 2, message.mid)
+                out += _PUBACK.pack(_PUBACK_TYPE, 2, message.mid)
             elif message.qos > 1:
                 self.ack(message)
-        if pubacks:
-            self._paho._packet_queue(_PUBACK_TYPE, bytes(pubacks), 0, 1)  # noqa: SLF001
+        if out:
+            self._paho._packet_queue(_PUBACK_TYPE, bytes(out), 0, 1)  # noqa: SLF001
 
-
-_PUBACK = struct.Struct("!BBH")
-_PUBACK_TYPE = 0x40
 
 
 class Backoff:
@@ -318,7 +395,7 @@ class MqttIngest:
                     await pending
 
     async def handle(self, batch: list[aiomqtt.Message], acker: ManualAck) -> None:
-        """Store a batch in one transaction, then acknowledge every message, then queue its broadcast."""
+        """Store a batch in one transaction, then acknowledge every message (its device's ack first), then queue its broadcast."""
         mids = [str(msg.mid) for msg in batch]
         token = request_id.set(f"mqtt:{mids[0]}" if len(mids) == 1 else f"mqtt:{mids[0]}..{mids[-1]}")
         try:
@@ -333,7 +410,7 @@ class MqttIngest:
             for msg in batch
         ]
         try:
-            _, stored = await self._pipeline.store(envelopes)
+            outcomes, stored = await self._pipeline.store(envelopes, device_acks=False)
         except PartlyStored as exc:
             # What committed is broadcast now (its redelivery will be duplicates, announced by
             # nobody); the batch stays unacknowledged, so the rest comes again.
@@ -343,7 +420,7 @@ class MqttIngest:
             raise
         except (SQLAlchemyError, OSError) as exc:
             raise StoreUnavailable(f"database: {exc.__class__.__name__}: {exc}") from exc
-        acker.ack_many(batch)
+        acker.ack_many(batch, [(topic, _encode(payload)) for topic, payload, _ in received_acks(outcomes)])
         INGEST_BATCH_SIZE.observe(len(batch))
         self.last_batch_at = now
         await self._announcer.submit(stored)

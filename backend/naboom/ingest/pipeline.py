@@ -68,13 +68,20 @@ class IngestPipeline:
             parts[hash(envelope.topic) % self.lanes].append(index)
         return [part for part in parts if part]
 
-    async def store(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], Stored]:
-        """Decide and commit a batch; returns outcomes (in input order) and the incidents it opened or added to."""
+    async def store(
+        self, envelopes: Sequence[Envelope], *, device_acks: bool = True
+    ) -> tuple[list[Outcome], Stored]:
+        """Decide and commit a batch; returns outcomes (in input order) and the incidents it opened or added to.
+
+        The devices' ``received`` acks go into the outbox with the batch unless ``device_acks``
+        is False: the MQTT ingest sends them itself, on its own connection and ahead of the
+        batch's PUBACKs (see :meth:`naboom.ingest.mqtt.ManualAck.ack_many`).
+        """
         parts = self._split(envelopes)
         if len(parts) == 1:
-            return await self._store_lane(envelopes)
+            return await self._store_lane(envelopes, device_acks)
         results = await asyncio.gather(
-            *(self._store_lane([envelopes[i] for i in part]) for part in parts), return_exceptions=True
+            *(self._store_lane([envelopes[i] for i in part], device_acks) for part in parts), return_exceptions=True
         )
         outcomes: list[Outcome | None] = [None] * len(envelopes)
         stored = Stored()
@@ -94,11 +101,11 @@ class IngestPipeline:
             raise PartlyStored(stored, failure) from failure
         return [outcome for outcome in outcomes if outcome is not None], stored
 
-    async def _store_lane(self, envelopes: Sequence[Envelope]) -> tuple[list[Outcome], Stored]:
+    async def _store_lane(self, envelopes: Sequence[Envelope], device_acks: bool) -> tuple[list[Outcome], Stored]:
         async with self.sessions() as session:
             outcomes, stored = await self.service.process(session, envelopes)
-            # Acks and region alerts commit with the batch (one insert for all of them).
-            await enqueue_many(session, ingest_messages(outcomes, stored))
+            # Region alerts (and acks, when asked) commit with the batch (one insert for all of them).
+            await enqueue_many(session, ingest_messages(outcomes, stored, acks=device_acks))
             self._batches += 1
             if self._batches % 100 == 0:
                 await self.service.trim_rejection_log(session)

@@ -45,13 +45,18 @@ def alert(incident: IncidentOut, event: str) -> Outgoing:
     return f"{ALERTS_TOPIC}/{incident.region}", payload, str(incident.id)
 
 
-def ingest_messages(outcomes: Sequence[Outcome], stored: Stored) -> list[Outgoing]:
-    """A ``received`` ack for every accepted or duplicate SOS, and an alert per incident opened or added to."""
-    messages: list[Outgoing] = [
+def received_acks(outcomes: Sequence[Outcome]) -> list[Outgoing]:
+    """A ``received`` ack for every accepted or duplicate SOS (a duplicate names the incident again)."""
+    return [
         ack(outcome.pid, outcome.incident_id, "received", outcome.nonce)
         for outcome in outcomes
         if outcome.pid is not None and outcome.incident_id is not None
     ]
+
+
+def ingest_messages(outcomes: Sequence[Outcome], stored: Stored, *, acks: bool = True) -> list[Outgoing]:
+    """The ``received`` acks (unless ``acks`` is False) and an alert per incident opened or added to."""
+    messages = received_acks(outcomes) if acks else []
     messages += [alert(incident, "incident.created") for incident in stored.created]
     messages += [alert(incident, "incident.updated") for incident, _ in stored.updated]
     return messages
