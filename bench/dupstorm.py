@@ -13,6 +13,8 @@ persistent broker session), and ``--down`` seconds later the same command starts
 * every distinct SOS has exactly one incident (``lost``, ``doubled``, from the table);
 * nothing is left unacknowledged (``unacked``): once all is in, ``naboom serve`` is killed and
   the sentinel probe of ``bench/ingest.py`` counts what the broker still holds for its session;
+* every distinct SOS reached its device as an ack (``acks_missing``, of ``acks_heard`` acks
+  that ``mosquitto_sub`` on ``panic/ack/#`` received, re-publishes' and redeliveries' included);
 * ``duplicates_counted`` (``naboom_ingest_messages_total{outcome="duplicate"}`` scraped from the
   first life right before its SIGKILL, plus the second life's final count) matches the
   re-publishes within ``duplicates_tolerance`` (two ingest batches). It cannot be exact: the
@@ -40,8 +42,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from broker import Publisher, count_markers, dup_schedule
-from ingest import unacked
-from rig import Naboom, Rig, bench_parser, log, percentile, run_bench
+from ingest import AckWatcher, unacked
+from rig import Naboom, Rig, bench_parser, log, percentile, run_bench, wait_until
 
 DUP_FRACTION = 0.3
 SAMPLE_EVERY = 0.05
@@ -122,6 +124,7 @@ def body(rig: Rig) -> dict[str, Any]:
     distinct = round(total * (1 - DUP_FRACTION))
     order = dup_schedule(distinct, DUP_FRACTION, seed=a.seed)
     rig.mosquitto(inflight=a.inflight)
+    acks = AckWatcher(rig)
     db = rig.database()
     env = rig.env()
     rig.cli(env, "migrate")
@@ -141,6 +144,18 @@ def body(rig: Rig) -> dict[str, Any]:
         db.sql("SELECT message, count(*) FROM incident GROUP BY message"), rig.run, distinct
     )
     result.update(lost=missing, doubled=doubled)
+    # Every distinct SOS, the ones the crash caught included, reached its device as an ack.
+    nonces = {f"{rig.run}-{seq}" for seq in range(distinct)}
+
+    def unheard() -> set[str]:
+        return nonces - {str(ack.get("nonce")) for _, ack in acks.acks()}
+
+    with contextlib.suppress(RuntimeError):
+        wait_until(lambda: not unheard(), 10, "every SOS's ack", every=0.2)
+    result.update(acks_heard=len(acks.acks()), acks_missing=len(unheard()))
+    if result["acks_missing"]:
+        result["ok"] = False
+        result["error"] = f"{result['acks_missing']} SOS never acknowledged to their device"
     return result
 
 
