@@ -5,7 +5,8 @@ packets first, each with a packet id of its own, then the batch's PUBACKs. Throu
 Mosquitto and PostgreSQL (in-process ingest): when the batch's commit reaches the database but
 its confirmation is lost, nothing is acknowledged and no ack goes out; the broker delivers the
 SOS again, it is answered as a duplicate of the committed incident, and the device hears one
-ack naming it. Over MQTT the acks leave no outbox rows (the region's alert still does).
+ack naming it, and operators see the incident on the live feed once. Over MQTT the acks leave
+no outbox rows (the region's alert still does).
 """
 
 from __future__ import annotations
@@ -89,17 +90,17 @@ async def test_device_acks_go_out_ahead_of_the_pubacks_in_the_same_write() -> No
 
 
 class _CommitThenLost:
-    """Sessions from ``maker``; the first commit reaches the database, then its confirmation is lost."""
+    """Sessions from ``maker``; the ``fail``-th one's commit reaches the database, then its confirmation is lost."""
 
-    def __init__(self, maker: async_sessionmaker[AsyncSession]) -> None:
-        self.maker = maker
-        self.lost = 0
+    def __init__(self, maker: async_sessionmaker[AsyncSession], fail: int = 1) -> None:
+        self.maker, self.fail = maker, fail
+        self.opened = 0
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[AsyncSession]:
         async with self.maker() as session:
-            if not self.lost:
-                self.lost += 1
+            self.opened += 1
+            if self.opened == self.fail:
                 commit = session.commit
 
                 async def committed_then_lost() -> None:
@@ -127,20 +128,27 @@ async def sessions(real_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> AsyncI
         yield maker
 
 
-async def test_an_sos_committed_but_not_acknowledged_comes_back_and_its_device_hears_one_ack(
-    sessions: async_sessionmaker[AsyncSession], real_stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A topic and session of this test's own: no other ingest takes its messages.
+def _ingest(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, fail: int = 1
+) -> tuple[MqttIngest, IngestService, _Feed, str, str]:
+    """An in-process ingest whose ``fail``-th batch commits but hears no confirmation, on a topic
+    and session of its own (no other ingest takes its messages)."""
     prefix, client_id = f"test/acks-{uuid.uuid4().hex[:8]}", f"test-acks-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("NABOOM_MQTT_TOPIC_PREFIX", prefix)
     monkeypatch.setenv("NABOOM_MQTT_CLIENT_ID", client_id)
-    settings = Settings.from_env()
     policy = IngestPolicy(
         dedup_window=timedelta(days=7), future_skew=timedelta(minutes=5), rejection_log_max_rows=10_000
     )
     service = IngestService(replace(policy, topic_prefix=prefix))
     feed = _Feed()
-    ingest = MqttIngest(settings, IngestPipeline(_CommitThenLost(sessions), service, feed))  # type: ignore[arg-type]
+    pipeline = IngestPipeline(_CommitThenLost(sessions, fail), service, feed)  # type: ignore[arg-type]
+    return MqttIngest(Settings.from_env(), pipeline), service, feed, prefix, client_id
+
+
+async def test_an_sos_committed_but_not_acknowledged_comes_back_and_its_device_hears_one_ack(
+    sessions: async_sessionmaker[AsyncSession], real_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest, service, feed, prefix, client_id = _ingest(sessions, monkeypatch)
     region = unique_region()
     device = real_stack.create_device(unique_pid(), region)
     pid = device["pid"]
@@ -182,3 +190,35 @@ async def test_an_sos_committed_but_not_acknowledged_comes_back_and_its_device_h
     # The region's alert went through the outbox, once (the duplicate changed nothing); the ack did not.
     assert outbox == [f"panic/alerts/{region}"]
     assert acks_in_outbox.all() == []
+    # Nothing was broadcast for the batch that failed; its redelivery showed that it had
+    # committed, and the incident went out then, once.
+    assert feed.events == ["incident.created"]
+
+
+async def test_a_further_sos_committed_unconfirmed_is_broadcast_as_an_update_once_it_comes_back(
+    sessions: async_sessionmaker[AsyncSession], real_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest, service, feed, prefix, client_id = _ingest(sessions, monkeypatch, fail=2)
+    device = real_stack.create_device(unique_pid(), unique_region())
+    pid = device["pid"]
+    try:
+        task = asyncio.create_task(ingest.run())
+        try:
+            await asyncio.wait_for(ingest.connected.wait(), 20)
+            with publisher(MQTT_HOST, MQTT_PORT) as pub:
+                await asyncio.to_thread(publish, pub, f"{prefix}/{pid}", sos(device))
+                await wait_for(lambda: service.counters.accepted == 1 or None, 30, "the first SOS")
+                # The device presses again: this batch commits, but its confirmation is lost.
+                await asyncio.to_thread(publish, pub, f"{prefix}/{pid}", sos(device))
+            await wait_for(lambda: service.counters.duplicates == 1 or None, 30, "the second SOS to come back")
+            await wait_for(lambda: len(feed.events) == 2 or None, 10, "the update to be broadcast")
+        finally:
+            await ingest.shutdown(task, 10)
+    finally:
+        drop_mqtt_session(client_id)
+
+    assert (service.counters.accepted, service.counters.duplicates) == (2, 1)
+    assert feed.events == ["incident.created", "incident.updated"]
+    async with sessions() as session:
+        counts = (await session.scalars(select(m.Incident.sos_count).where(m.Incident.device_pid == pid))).all()
+    assert counts == [2]

@@ -8,6 +8,7 @@ import logging
 import random
 import struct
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ import msgspec
 from sqlalchemy.exc import SQLAlchemyError
 
 from naboom.ingest.pipeline import IngestPipeline, PartlyStored
-from naboom.ingest.schemas import Envelope
+from naboom.ingest.schemas import Envelope, Outcome, Verdict
 from naboom.ingest.service import Stored
 from naboom.logs import request_id
 from naboom.operations.instruments import INGEST_BATCH_SIZE
@@ -270,6 +271,10 @@ class Announcer:
             self._chain.popleft().cancel()
 
 
+# Messages of unconfirmed batches kept to recognise their redelivery (see MqttIngest._announce_unsure).
+UNSURE_MAX = 20_000
+
+
 class StoreUnavailable(Exception):
     """The database refused a batch; the connection is dropped so the broker redelivers it."""
 
@@ -295,6 +300,12 @@ class MqttIngest:
         self._stopping = asyncio.Event()
         self._held = 0
         self._announcer = Announcer(pipeline)
+        # Messages of batches whose commit failed after it may have reached the database (its
+        # answer lost) -> when they were taken. Their redelivery answers as duplicates of what
+        # did commit, which nobody has broadcast: see :meth:`_announce_unsure`.
+        self._unsure: dict[bytes, datetime] = {}
+        # Incidents of those batches broadcast already (the lanes that did commit).
+        self._unsure_broadcast: set[uuid.UUID] = set()
 
     def request_stop(self) -> None:
         """Stop taking messages; :meth:`run` returns once the batch in hand is acknowledged."""
@@ -416,14 +427,63 @@ class MqttIngest:
             # nobody); the batch stays unacknowledged, so the rest comes again.
             await self._announcer.submit(exc.stored)
             if isinstance(exc.cause, (SQLAlchemyError, OSError)):
+                self._remember_unsure(envelopes)
+                self._unsure_broadcast.update(incident.id for incident in exc.stored)
                 raise StoreUnavailable(f"database: {exc.cause.__class__.__name__}: {exc.cause}") from exc.cause
             raise
         except (SQLAlchemyError, OSError) as exc:
+            self._remember_unsure(envelopes)
             raise StoreUnavailable(f"database: {exc.__class__.__name__}: {exc}") from exc
         acker.ack_many(batch, [(topic, _encode(payload)) for topic, payload, _ in received_acks(outcomes)])
         INGEST_BATCH_SIZE.observe(len(batch))
         self.last_batch_at = now
         await self._announcer.submit(stored)
+        if self._unsure:
+            await self._announce_unsure(envelopes, outcomes)
+
+    def _remember_unsure(self, envelopes: Sequence[Envelope]) -> None:
+        """Keep a failed batch's messages: its commit may have happened all the same."""
+        for envelope in envelopes:
+            self._unsure[envelope.body] = envelope.received_at
+        # Bounded: the redelivery comes at the next connection, long before this many fail.
+        while len(self._unsure) > UNSURE_MAX:
+            del self._unsure[next(iter(self._unsure))]
+
+    async def _announce_unsure(self, envelopes: Sequence[Envelope], outcomes: Sequence[Outcome]) -> None:
+        """Broadcast the incidents a failed batch committed after all, once its redelivery shows them.
+
+        The database may have committed a batch whose answer never came (the connection dropped
+        at COMMIT): nothing was acknowledged or broadcast, the broker delivers it again, and it
+        is answered as duplicates. Those incidents would stay off the operators' live map until
+        their next reload, so they are broadcast now, as they are: ``incident.created`` for one
+        the failed batch opened, ``incident.updated`` for one it added to. (A restart needs none
+        of this: every monitor reloads its lists when its feed reconnects.)
+        """
+        found: dict[uuid.UUID, datetime] = {}
+        for envelope, outcome in zip(envelopes, outcomes, strict=True):
+            taken = self._unsure.pop(envelope.body, None)
+            if taken is not None and outcome.verdict == Verdict.DUPLICATE and outcome.incident_id is not None:
+                found.setdefault(outcome.incident_id, taken)
+        for incident_id in self._unsure_broadcast & found.keys():
+            del found[incident_id]
+        if not self._unsure:
+            self._unsure_broadcast.clear()
+        if not found:
+            return
+        try:
+            incidents = await self._pipeline.incidents(list(found))
+        except (SQLAlchemyError, OSError):
+            log.exception("could not read %d incidents of a batch whose commit was unconfirmed", len(found))
+            return
+        recovered = Stored(
+            created=[i for i in incidents if i.created_at == found[i.id]],
+            updated=[(i, None) for i in incidents if i.created_at != found[i.id]],
+        )
+        log.warning(
+            "ingest: a batch whose commit was unconfirmed had committed; broadcasting its %d incidents now",
+            len(incidents),
+        )
+        await self._announcer.submit(recovered)
 
     async def shutdown(self, task: asyncio.Task[None], grace: float) -> None:
         """Request a stop and wait for ``task`` (running :meth:`run`) at most ``grace`` seconds."""

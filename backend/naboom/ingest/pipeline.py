@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from naboom.background.broker import TaskQueue
+from naboom.incidents.schemas import IncidentOut
 from naboom.ingest.schemas import Envelope, Outcome
 from naboom.ingest.service import IngestService, Stored
 from naboom.notify.tasks import alert_new_incidents
@@ -112,6 +114,11 @@ class IngestPipeline:
             await session.commit()
         observe_commit(envelopes, (incident.ts for incident in stored.created))
         return outcomes, stored
+
+    async def incidents(self, ids: Sequence[uuid.UUID]) -> list[IncidentOut]:
+        """The incidents ``ids`` as they are now (to broadcast them again)."""
+        async with self.sessions() as session:
+            return await self.service.incidents(session, ids)
 
     async def announce(self, stored: Stored) -> None:
         """Broadcast ``incident.created`` for new incidents and ``incident.updated`` for those that took further SOS."""

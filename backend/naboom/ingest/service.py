@@ -214,8 +214,8 @@ class Stored:
     """What a committed batch changed, to broadcast: each incident once, in its state at commit."""
 
     created: list[IncidentOut] = field(default_factory=list)
-    # incidents that took further SOS, with the newest of them
-    updated: list[tuple[IncidentOut, Change]] = field(default_factory=list)
+    # incidents that took further SOS, with the newest of them (None: not known, see MqttIngest)
+    updated: list[tuple[IncidentOut, Change | None]] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[IncidentOut]:
         """Every incident the batch touched, new ones first."""
@@ -701,6 +701,17 @@ class IngestService:
                 [{"b_id": device_id, "b_msg": _message(latest[device_id].payload)} for device_id in sorted(latest)],
             )
         return stored
+
+    @staticmethod
+    async def incidents(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[IncidentOut]:
+        """The incidents ``ids`` as they are now, in the form the live feed broadcasts."""
+        if not ids:
+            return []
+        table = table_of(m.Incident)
+        result = await session.execute(
+            select(*(table.c[name] for name in _ATTACH_COLUMNS)).where(table.c.id.in_(ids)).order_by(table.c.received_at)
+        )
+        return [_attachable_incident(row)[1] for row in result.mappings()]
 
     async def stats(self, session: AsyncSession) -> IngestStats:
         """Counters of this process and what the rejection log holds by reason."""
