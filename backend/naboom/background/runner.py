@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from taskiq.api import run_receiver_task
 
@@ -16,17 +18,35 @@ from naboom.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def _until_stopped(run: Callable[[Work], Awaitable[object]], settings: Settings, *, worker: bool) -> None:
-    """Run ``run(work)`` until SIGTERM/SIGINT, then shut down cleanly."""
+async def _until_stopped(run: Callable[[Work], Coroutine[Any, Any, object]], settings: Settings, *, worker: bool) -> None:
+    """Run ``run(work)`` until SIGTERM/SIGINT, then shut down cleanly, or within the shutdown timeout.
+
+    A stop that does not finish within ``NABOOM_SHUTDOWN_TIMEOUT_SECONDS`` ends the process
+    anyway: a task message it took and did not acknowledge stays pending in the Redis stream
+    and another worker takes it over after the idle timeout, so nothing is lost by leaving.
+    (Seen under load: taskiq's receiver waiting on a stream read whose cancellation never
+    arrived, after Redis had lost the stream.)
+    """
     loop = asyncio.get_running_loop()
     async with open_work(settings, worker=worker) as work:
-        main = asyncio.create_task(run(work))
+        main: asyncio.Task[object] = asyncio.create_task(run(work))
+        signalled = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, main.cancel)
-        try:
-            await main
-        except asyncio.CancelledError:
-            log.info("stopping")
+            loop.add_signal_handler(sig, signalled.set)
+        stop = asyncio.create_task(signalled.wait())
+        await asyncio.wait({main, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if main.done():
+            main.result()  # ended on its own: say why
+            return
+        log.info("stopping")
+        main.cancel()
+        grace = settings.shutdown_timeout_seconds
+        done, _ = await asyncio.wait({main}, timeout=grace)
+        if not done:
+            log.error("did not stop within %.0f s; exiting anyway (unacknowledged tasks are taken over by another worker)", grace)
+            logging.shutdown()
+            os._exit(1)
 
 
 async def run_worker(settings: Settings, queues: Iterable[str]) -> None:
