@@ -284,10 +284,16 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-        self.proc = None
+        """Send ``sig`` and wait; a process still there after 30 s is killed (never left behind) and the test fails."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+                raise AssertionError(f"naboom {' '.join(self.args)} did not exit on signal {sig}; see {self.log_path}") from None
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
